@@ -1,0 +1,57 @@
+"""The `ubench` command: help text, and errors printed as `error:` / `fix:` with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ubench.cli import build_parser, main
+
+
+def test_help_lists_every_stage(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("prepare", "train", "evaluate", "complexity", "speed", "leaderboard", "uscore",
+                "candidate", "models"):
+        assert cmd in out
+
+
+def test_unknown_model_is_a_clean_error(capsys, workdir):
+    (workdir / "params.yaml").write_text("{}\n")
+    code = main(["train", "--model", "unetpp2", "--dataset", "synth"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: unknown model 'unetpp2'" in err and "fix: did you mean unetpp" in err
+    assert "Traceback" not in err
+
+
+def test_bad_params_file_is_a_clean_error(capsys, workdir):
+    (workdir / "params.yaml").write_text("train:\n  epochs: many\n")
+    assert main(["prepare", "synth"]) == 2
+    err = capsys.readouterr().err
+    assert "`train.epochs` must be an integer" in err and "fix:" in err
+    assert not (workdir / "data").exists()
+
+
+def test_models_list_and_show(capsys):
+    assert main(["models", "list", "--family", "cnn"]) == 0
+    out = capsys.readouterr().out
+    for name in ("unet", "unetpp", "attention_unet"):
+        assert f"| {name} | cnn |" in out
+    assert main(["models", "show", "unet"]) == 0
+    assert '"family": "cnn"' in capsys.readouterr().out
+
+
+def test_python_dash_m_entry_point():
+    r = subprocess.run([sys.executable, "-m", "ubench", "models", "show", "nope"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "unknown model 'nope'" in r.stderr
+
+
+def test_parser_requires_a_command():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([])

@@ -1,0 +1,134 @@
+"""Every registered model through the same checks (after MONAI's test_unet.py and smp's tester).
+
+Parameterized over ``list_models()``, so a new model file is covered without editing this one:
+output shape per output (a list for deep-supervision models, final output last), finite outputs
+and gradients in train and eval mode, other class/channel counts, and the parameter count against
+the reference recorded in its ModelInfo (3 in, 1 class) within 3%.
+
+A model whose reference implementation has parameters that never receive a gradient may list
+their names in ``ModelInfo(extra={"unused_params": [...]})``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ubench.errors import UbenchError
+from ubench.models import create_model, list_models, model_info
+
+MODELS = list_models()
+PARAM_TOLERANCE = 0.03
+OURS = ["attention_unet", "unet", "unetpp"]  # the models this file was written with
+
+
+def _as_list(out) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def _build(name: str, **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(name, **kw)
+
+
+def _check_outputs(name: str, out, shape: tuple) -> list[torch.Tensor]:
+    outs = _as_list(out)
+    if model_info(name).deep_supervision:
+        assert isinstance(out, (list, tuple)) and len(outs) > 1, "deep supervision: a list of logits"
+    else:
+        assert isinstance(out, torch.Tensor), f"{name} returned {type(out).__name__}, expected a Tensor"
+    for k, o in enumerate(outs):
+        assert tuple(o.shape) == shape, f"{name} output {k}: {tuple(o.shape)} != {shape}"
+        assert torch.isfinite(o).all(), f"{name} output {k} has non-finite values"
+    return outs
+
+
+def _forward_backward(name: str, model: torch.nn.Module, size: int, train: bool) -> None:
+    model.train(train)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    outs = _check_outputs(name, model(x), (2, 1, size, size))
+    sum(o.square().mean() for o in outs).backward()
+    unused = set(model_info(name).extra.get("unused_params", ()))
+    missing = [
+        n for n, p in model.named_parameters() if p.requires_grad and p.grad is None and n not in unused
+    ]
+    assert not missing, f"{name}: parameters without gradient: {missing[:5]}"
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not bad, f"{name}: non-finite gradients in {bad[:5]}"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on 2 shared cores, 2 threads spin against other jobs (0.3 s -> 9 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_zoo_is_not_empty():
+    assert set(OURS) <= set(MODELS)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward_64(name, train):
+    _forward_backward(name, _build(name), 64, train)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward_256(name):
+    """The protocol's input size (U-Bench trains and tests at 256x256); 7-13 s a model here."""
+    assert model_info(name).ref_input_size == 256
+    _forward_backward(name, _build(name), 256, train=True)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_param_count_matches_reference(name):
+    info = model_info(name)
+    assert info.ref_params_m, f"{name}: ModelInfo.ref_params_m is not set"
+    assert info.ref_source, f"{name}: ModelInfo.ref_source is not set"
+    ours = sum(p.numel() for p in _build(name).parameters()) / 1e6
+    rel = abs(ours - info.ref_params_m) / info.ref_params_m
+    assert rel <= PARAM_TOLERANCE, f"{name}: {ours:.3f}M vs reference {info.ref_params_m:.3f}M ({rel:.1%})"
+
+
+@pytest.mark.parametrize(
+    "in_channels,num_classes,hw", [(3, 4, (64, 96)), (1, 2, (64, 64))], ids=["3in-4cls-64x96", "1in-2cls"]
+)
+@pytest.mark.parametrize("name", MODELS)
+def test_other_channels_and_classes(name, in_channels, num_classes, hw):
+    model = _build(name, num_classes=num_classes, in_channels=in_channels).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, in_channels, *hw))
+    _check_outputs(name, out, (1, num_classes, *hw))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_same_seed_same_weights(name):
+    a, b = _build(name).state_dict(), _build(name).state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), f"{name}: initialisation is not seeded by torch"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_input_size_fails_clearly_or_works(name):
+    """A size that is not a multiple of 32 either works or raises UbenchError, never a torch error."""
+    model = _build(name).eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.randn(1, 3, 72, 72))
+    except UbenchError as exc:
+        assert "72" in str(exc)
+    else:
+        _check_outputs(name, out, (1, 1, 72, 72))
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_our_models_reject_non_multiples_and_unknown_options(name):
+    model = _build(name).eval()
+    with pytest.raises(UbenchError, match="divisible"), torch.no_grad():
+        model(torch.randn(1, 3, 72, 72))
+    with pytest.raises(UbenchError, match="deep_supervison"):
+        create_model(name, deep_supervison=True)

@@ -1,0 +1,107 @@
+"""Stage functions on the tiny synthetic grid: determinism, worker independence, failures that
+leave nothing behind, and named errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import tiny_params
+from ubench import paths, pipeline
+from ubench.config import config_from_dict
+from ubench.errors import UbenchError
+
+
+def _train_bytes(cfg, model="attention_unet"):
+    pipeline.run_train(cfg, model, "synth")
+    ckpt = paths.checkpoint("synth", model).read_bytes()
+    live = (paths.train_live("synth", model) / "metrics.json").read_bytes()
+    return ckpt, live
+
+
+def test_training_is_byte_identical_and_independent_of_workers(prepared_tiny, tiny_cfg):
+    first = _train_bytes(tiny_cfg)
+    again = _train_bytes(tiny_cfg)
+    assert first == again
+    reference = torch.load(paths.checkpoint("synth", "attention_unet"), weights_only=True)
+    two_workers = config_from_dict(tiny_params(train={**tiny_params()["train"], "num_workers": 2}))
+    _, live_two = _train_bytes(two_workers)
+    other = torch.load(paths.checkpoint("synth", "attention_unet"), weights_only=True)
+    assert other["train"]["num_workers"] == 2  # recorded, but changes no weight and no metric
+    assert other["state_dict"].keys() == reference["state_dict"].keys()
+    for key, tensor in reference["state_dict"].items():
+        assert torch.equal(other["state_dict"][key], tensor), key
+    assert live_two == first[1]
+    summary = json.loads(first[1])
+    assert "timestamp" not in summary and summary["best/epoch"] == 1
+    assert 0.0 <= summary["val"]["iou"] <= 1.0
+
+
+def test_nan_loss_is_named_and_leaves_no_output(prepared_tiny, tiny_cfg, monkeypatch):
+    from ubench import train as train_mod
+
+    real_create = train_mod.create_model
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = real_create("unet")
+
+        def forward(self, x):
+            return self.inner(x) * float("nan")
+
+    monkeypatch.setattr(train_mod, "create_model", lambda *a, **k: Broken())
+    with pytest.raises(UbenchError, match="loss became nan") as exc:
+        pipeline.run_train(tiny_cfg, "unet", "synth")
+    assert "train.lr" in exc.value.fix
+    assert not paths.checkpoint("synth", "unet").exists()
+    assert not paths.train_live("synth", "unet").exists()
+    leftovers = [p for p in paths.train_live("synth", "unet").parent.glob("*")] if \
+        paths.train_live("synth", "unet").parent.exists() else []
+    assert leftovers == []
+
+
+def test_evaluate_writes_per_image_rows_and_summary(prepared_tiny, tiny_cfg):
+    pipeline.run_train(tiny_cfg, "unet", "synth")
+    s = pipeline.run_evaluate(tiny_cfg, "unet", "synth")
+    rows = paths.per_image_csv("synth", "unet").read_text().splitlines()
+    splits = json.loads((paths.prepared("synth") / "splits.json").read_text())
+    assert len(rows) == 1 + len(splits["test"]) == 1 + s["n_images"]
+    assert rows[0] == "id,index,iou,dice,se,pc,f1,acc,hd95"
+    on_disk = json.loads(paths.eval_json("synth", "unet").read_text())
+    assert on_disk["protocol"] == "holdout" and on_disk["split"] == "test"
+    z = pipeline.run_evaluate(tiny_cfg, "unet", "synth", "synth_shift")
+    n_target = json.loads((paths.prepared("synth_shift") / "manifest.json").read_text())["count"]
+    assert z["n_images"] == n_target and z["zero_shot"] is True and z["source"] == "synth"
+
+
+def test_ubench_protocol_is_labelled(workdir):
+    cfg = config_from_dict(tiny_params(split={"protocol": "ubench", "val_fraction": 0.25,
+                                              "test_fraction": 0.25}))
+    pipeline.run_prepare(cfg, "synth")
+    pipeline.run_train(cfg, "unet", "synth")
+    s = pipeline.run_evaluate(cfg, "unet", "synth")
+    assert s["protocol"] == "ubench" and "U-Bench protocol" in s["protocol_note"]
+
+
+@pytest.mark.parametrize("model, needle", [("unett", "did you mean unet"), ("attn_unet", "attention_unet")])
+def test_unknown_model_lists_close_names(prepared_tiny, tiny_cfg, model, needle):
+    with pytest.raises(UbenchError) as exc:
+        pipeline.run_train(tiny_cfg, model, "synth")
+    assert f"unknown model {model!r}" in str(exc.value) and needle in exc.value.fix
+
+
+def test_unknown_or_unprepared_dataset(workdir, tiny_cfg):
+    with pytest.raises(UbenchError) as exc:
+        pipeline.run_train(tiny_cfg, "unet", "synht")
+    assert "unknown dataset" in str(exc.value) and "synth" in exc.value.fix
+    with pytest.raises(UbenchError, match="not prepared") as exc:
+        pipeline.run_train(tiny_cfg, "unet", "synth")
+    assert "ubench prepare synth" in exc.value.fix
+
+
+def test_leaderboard_needs_every_grid_result(prepared_tiny, tiny_cfg):
+    with pytest.raises(UbenchError, match="per-image results missing"):
+        pipeline.run_leaderboard(tiny_cfg)

@@ -1,0 +1,73 @@
+"""The model registry: names, families, source files, clear errors, cheap import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ubench.errors import UbenchError
+from ubench.models import FAMILIES, create_model, list_models, model_info, model_source_file
+
+FIRST_THREE = {"unet", "unetpp", "attention_unet"}
+
+
+@pytest.mark.parametrize("typo,expected", [("unet_pp", "unetpp"), ("atention_unet", "attention_unet")])
+def test_unknown_name_suggests_close_names(typo, expected):
+    with pytest.raises(UbenchError) as info:
+        create_model(typo)
+    assert typo in info.value.what
+    assert "did you mean" in info.value.fix and expected in info.value.fix.split("known")[0]
+
+
+def test_unknown_name_without_close_match_lists_known_models():
+    with pytest.raises(UbenchError) as info:
+        create_model("zzzz")
+    assert "did you mean" not in info.value.fix
+    assert "known models" in info.value.fix
+
+
+def test_list_models_by_family():
+    cnn = list_models(family="cnn")
+    assert FIRST_THREE <= set(cnn)
+    assert all(model_info(n).family == "cnn" for n in cnn)
+    everything = list_models()
+    assert everything == sorted(everything) and set(cnn) <= set(everything)
+
+
+def test_unknown_family_is_a_clear_error():
+    with pytest.raises(UbenchError) as info:
+        list_models(family="bogus")
+    assert "bogus" in info.value.what
+    assert all(f in info.value.fix for f in FAMILIES)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_source_file_defines_the_factory(name):
+    path = model_source_file(name)
+    assert path.is_file() and path.stem == name
+    assert f"def {name}(" in path.read_text()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_info_is_complete(name):
+    info = model_info(name)
+    assert info.family in FAMILIES
+    assert 2010 <= info.year <= 2030
+    assert info.paper and info.ref_source
+    assert info.ref_params_m and info.ref_params_m > 0
+    assert info.to_dict()["paper"] == info.paper
+
+
+def test_registry_import_and_listing_do_not_import_monai():
+    """Optional heavy imports belong inside the factories, not at module level (one subprocess)."""
+    code = (
+        "import sys; import ubench.models.registry as r; a = 'monai' in sys.modules; "
+        "names = r.list_models(); print(a, 'monai' in sys.modules, len(names))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    after_import, after_listing, count = out.stdout.split()
+    assert int(count) >= len(FIRST_THREE)
+    assert after_import == "False", "importing ubench.models.registry imported monai"
+    assert after_listing == "False", "list_models() imported monai: move the import into the factory"

@@ -1,0 +1,282 @@
+"""Leaderboard: every variant against the baseline, per dataset and zero-shot, with paired tests.
+
+Input is per-image score tables (one row per test image, ``id`` the image key). A variant and the
+baseline are always paired by merging on ``id`` (never by row order), so a reordered CSV cannot
+silently pair the wrong images. Holm's correction runs across the variants within one dataset (or
+one zero-shot pair), the family of comparisons a reader of that table makes. The output holds
+only str/bool/int/float/None, never NaN, so it can be written as JSON and diffed byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ubench.analysis.stats import AnalysisInputError, holm, mean_ci, paired_test
+
+#: columns of a per-image score table
+SCORE_COLUMNS = ("id", "iou", "dice", "se", "pc", "f1", "acc", "hd95")
+#: metrics averaged over the images where they are defined (hd95 is undefined on empty masks)
+SECONDARY = ("dice", "se", "pc", "f1", "acc", "hd95")
+
+
+def _check_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Validate one per-image table: all columns, unique ids, at least one row, finite IoU."""
+    if not isinstance(frame, pd.DataFrame):
+        raise AnalysisInputError(f"{where}: expected a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise AnalysisInputError(f"{where}: per-image table lacks column(s) {missing}",
+                                 f"the table needs {list(SCORE_COLUMNS)}; re-run evaluate")
+    if len(frame) == 0:
+        raise AnalysisInputError(f"{where}: per-image table has no rows", "re-run evaluate")
+    dup = frame["id"][frame["id"].duplicated()].tolist()
+    if dup:
+        raise AnalysisInputError(f"{where}: image id(s) appear more than once: {dup[:5]}",
+                                 "each test image must have exactly one row")
+    iou = pd.to_numeric(frame["iou"], errors="coerce")
+    if not np.isfinite(iou.to_numpy(dtype=float)).all():
+        raise AnalysisInputError(f"{where}: iou has missing or non-finite values",
+                                 "IoU is defined for every image (ubench's empty-mask rules); "
+                                 "re-run evaluate")
+    return frame
+
+
+def _defined_mean(col: pd.Series) -> float | None:
+    """Mean of the finite values of ``col`` (None/NaN/inf skipped); None if there are none."""
+    vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+    vals = vals[np.isfinite(vals)]
+    return float(vals.mean()) if vals.size else None
+
+
+def _pair(variant: pd.DataFrame, base: pd.DataFrame, where: str, baseline: str) -> pd.DataFrame:
+    """IoU of variant and baseline side by side, merged on ``id`` and sorted by it."""
+    v_ids, b_ids = set(variant["id"]), set(base["id"])
+    if v_ids != b_ids:
+        only_v = sorted(map(str, v_ids - b_ids))
+        only_b = sorted(map(str, b_ids - v_ids))
+        raise AnalysisInputError(
+            f"{where}: image ids differ from the baseline {baseline!r} "
+            f"({len(only_v)} only in the variant, e.g. {only_v[:3]}; "
+            f"{len(only_b)} only in the baseline, e.g. {only_b[:3]})",
+            "evaluate both models on the same test split (same dataset version and split seed)")
+    merged = variant[["id", "iou"]].merge(base[["id", "iou"]], on="id", suffixes=("_v", "_b"),
+                                          validate="one_to_one")
+    return merged.sort_values("id", kind="mergesort").reset_index(drop=True)
+
+
+def _compare(frames: Mapping[str, pd.DataFrame], baseline: str, where: str,
+             confidence: float, alpha: float) -> dict[str, dict]:
+    """Per-model summary + paired test vs the baseline, Holm across the variants."""
+    if baseline not in frames:
+        raise AnalysisInputError(
+            f"{where}: no results for the baseline model {baseline!r} "
+            f"(models present: {sorted(frames)})",
+            f"add {baseline!r} to grid.models in params.yaml (every variant is tested against it)")
+    for m in frames:
+        _check_frame(frames[m], f"{where}, model {m!r}")
+    base = frames[baseline]
+    rows: dict[str, dict] = {}
+    for m in sorted(frames):
+        f = frames[m]
+        ci = mean_ci(pd.to_numeric(f["iou"]).to_numpy(dtype=float), confidence)
+        row = {"iou_mean": ci["mean"], "iou_std": ci["std"], "iou_ci_low": ci["ci_low"],
+               "iou_ci_high": ci["ci_high"]}
+        for c in SECONDARY:
+            row[f"{c}_mean"] = _defined_mean(f[c])
+        if m == baseline:
+            row.update(delta_iou=0.0, p_ttest=None, p_wilcoxon=None, effect_size=None)
+        else:
+            pair = _pair(f, base, f"{where}, model {m!r}", baseline)
+            test = paired_test(pair["iou_v"].to_numpy(dtype=float),
+                               pair["iou_b"].to_numpy(dtype=float))
+            row.update(delta_iou=test["delta"], p_ttest=test["p_ttest"],
+                       p_wilcoxon=test["p_wilcoxon"], effect_size=test["effect_size"])
+        rows[m] = row
+    variants = [m for m in sorted(rows) if m != baseline]
+    adjusted = holm([rows[m]["p_ttest"] for m in variants])
+    rows[baseline].update(p_holm=None, significant=False)
+    for m, p in zip(variants, adjusted):
+        rows[m].update(p_holm=p, significant=bool(p is not None and p < alpha))
+    return rows
+
+
+def _ranks(rows: Mapping[str, Mapping]) -> dict[str, int]:
+    """1-based rank by mean IoU, highest first; ties share the lowest rank (method='min')."""
+    s = pd.Series({m: r["iou_mean"] for m, r in rows.items()}, dtype=float)
+    return {m: int(v) for m, v in s.rank(method="min", ascending=False).items()}
+
+
+def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
+                      zeroshot: Mapping[tuple[str, str], Mapping[str, pd.DataFrame]],
+                      baseline: str = "unet", alpha: float = 0.05, confidence: float = 0.95,
+                      protocol: str = "holdout") -> dict:
+    """Leaderboard dict (JSON-ready) from per-image score tables.
+
+    ``in_domain``: dataset -> model -> per-image table on that dataset's test split.
+    ``zeroshot``: (source, target) -> model -> per-image table of the model trained on ``source``,
+    evaluated on all of ``target``. Every dataset and pair must include ``baseline``.
+
+    Per dataset and model: IoU mean/std/CI, means of the other metrics (hd95 over the images where
+    it is defined, None if none), delta IoU vs the baseline, paired t-test and Wilcoxon p-values,
+    Cohen's d_z, Holm-adjusted t-test p across the variants, ``significant`` (p_holm < alpha) and
+    rank by mean IoU. The baseline's own row has delta 0.0, no tests, significant False.
+    Zero-shot rows add ``drop_vs_in_domain`` = in-domain IoU on the source minus zero-shot IoU
+    (positive = worse out of domain; None without an in-domain result). ``overall`` aggregates
+    the in-domain datasets: mean IoU and mean rank over datasets, and wins/losses = datasets where
+    the variant is significantly better/worse than the baseline.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise AnalysisInputError(f"alpha must be in (0, 1), got {alpha!r}", "use e.g. 0.05")
+    if not 0.0 < confidence < 1.0:
+        raise AnalysisInputError(f"confidence must be in (0, 1), got {confidence!r}", "use e.g. 0.95")
+    if not in_domain:
+        raise AnalysisInputError("no in-domain results to rank",
+                                 "run the evaluate stages for grid.models x grid.datasets first")
+
+    datasets: dict[str, dict] = {}
+    for ds in sorted(in_domain):
+        frames = in_domain[ds]
+        rows = _compare(frames, baseline, f"dataset {ds!r}", confidence, alpha)
+        for m, rank in _ranks(rows).items():
+            rows[m]["rank"] = rank
+        datasets[ds] = {"n_images": int(len(frames[baseline])), "models": rows}
+
+    zs: dict[str, dict] = {}
+    for source, target in sorted(zeroshot):
+        key = f"{source}->{target}"
+        frames = zeroshot[(source, target)]
+        rows = _compare(frames, baseline, f"zero-shot {key}", confidence, alpha)
+        keep = ("iou_mean", "iou_ci_low", "iou_ci_high", "delta_iou", "p_ttest", "p_wilcoxon",
+                "p_holm", "significant")
+        models = {}
+        for m, r in rows.items():
+            src = datasets.get(source, {}).get("models", {}).get(m)
+            drop = None if src is None else src["iou_mean"] - r["iou_mean"]
+            models[m] = {**{k: r[k] for k in keep}, "drop_vs_in_domain": drop}
+        zs[key] = {"source": source, "target": target,
+                   "n_images": int(len(frames[baseline])), "models": models}
+
+    overall: dict[str, dict] = {}
+    for m in sorted({m for d in datasets.values() for m in d["models"]}):
+        per = [d["models"][m] for d in datasets.values() if m in d["models"]]
+        overall[m] = {
+            "mean_iou": float(np.mean([r["iou_mean"] for r in per])),
+            "mean_rank": float(np.mean([r["rank"] for r in per])),
+            "n_datasets": len(per),
+            "wins": sum(1 for r in per if r["significant"] and r["delta_iou"] > 0),
+            "losses": sum(1 for r in per if r["significant"] and r["delta_iou"] < 0),
+        }
+
+    board = {"baseline": baseline, "protocol": protocol, "alpha": float(alpha),
+             "confidence": float(confidence), "datasets": datasets, "zeroshot": zs,
+             "overall": overall}
+    _assert_json_safe(board)
+    return board
+
+
+def _assert_json_safe(obj, where: str = "$") -> None:
+    """Fail loudly (a bug here, not the user's) if anything but plain JSON values slipped in."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"non-string key {k!r} at {where}")
+            _assert_json_safe(v, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _assert_json_safe(v, f"{where}[{i}]")
+    elif isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ValueError(f"non-finite number at {where}")
+    elif obj is not None and not isinstance(obj, (str, bool, int)):
+        raise TypeError(f"{type(obj).__name__} at {where} is not a plain JSON value")
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+def _f(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
+def _signed(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.4f}"
+
+
+def _p(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return "<0.0001" if x < 0.0001 else f"{x:.4f}"
+
+
+def _ci(r: Mapping) -> str:
+    if r["iou_ci_low"] is None:
+        return _f(r["iou_mean"])
+    return f"{r['iou_mean']:.4f} [{r['iou_ci_low']:.4f}, {r['iou_ci_high']:.4f}]"
+
+
+def _marker(m: str, r: Mapping, baseline: str) -> str:
+    if m == baseline:
+        return "baseline"
+    if not r["significant"]:
+        return "n.s."
+    return "better *" if r["delta_iou"] > 0 else "worse *"
+
+
+def render_markdown(board: Mapping) -> str:
+    """Readable leaderboard report; the same board always renders to the same text.
+
+    Per dataset: model, IoU mean [CI], Dice, delta IoU vs baseline, p (t-test), p (Wilcoxon),
+    p (Holm), significance, rank (rows by rank, then name). Then the zero-shot tables and the
+    overall table (by mean rank, then name).
+    """
+    base = board["baseline"]
+    conf = round(board["confidence"] * 100, 4)
+    lines = ["# ubench leaderboard", "",
+             f"- Protocol: `{board['protocol']}`",
+             f"- Baseline: `{base}`; paired tests over the same test images (t-test as in the "
+             f"paper, Wilcoxon signed-rank as a robust check), Holm-corrected across the variants "
+             f"of each table; significance at alpha = {board['alpha']:g}",
+             f"- IoU intervals: {conf:g}% t-interval of the mean over test images", ""]
+    if board["protocol"] == "ubench":
+        lines += ["**Protocol `ubench`: the best epoch was chosen on the reported split, as U-Bench "
+                  "does, so these numbers are optimistic.**", ""]
+
+    lines += ["## In-domain", ""]
+    for ds, d in sorted(board["datasets"].items()):
+        lines += [f"### {ds} (n = {d['n_images']} test images)", "",
+                  "| Model | IoU mean [CI] | Dice | ΔIoU vs baseline | p (t-test) | p (Wilcoxon) "
+                  "| p (Holm) | Significance | Rank |",
+                  "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+        for m, r in sorted(d["models"].items(), key=lambda kv: (kv[1]["rank"], kv[0])):
+            lines.append(f"| {m} | {_ci(r)} | {_f(r['dice_mean'])} | {_signed(r['delta_iou'])} | "
+                         f"{_p(r['p_ttest'])} | {_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | "
+                         f"{_marker(m, r, base)} | {r['rank']} |")
+        lines.append("")
+
+    if board["zeroshot"]:
+        lines += ["## Zero-shot", "",
+                  "Trained on the source dataset, evaluated on all of the target.", ""]
+        for key, z in sorted(board["zeroshot"].items()):
+            lines += [f"### {z['source']} → {z['target']} (n = {z['n_images']} images)", "",
+                      "| Model | IoU mean [CI] | ΔIoU vs baseline | p (t-test) | p (Wilcoxon) "
+                      "| p (Holm) | Significance | Drop vs in-domain |",
+                      "|---|---|---:|---:|---:|---:|---|---:|"]
+            for m, r in sorted(z["models"].items(), key=lambda kv: (-kv[1]["iou_mean"], kv[0])):
+                lines.append(f"| {m} | {_ci(r)} | {_signed(r['delta_iou'])} | {_p(r['p_ttest'])} | "
+                             f"{_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | {_marker(m, r, base)} | "
+                             f"{_signed(r['drop_vs_in_domain'])} |")
+            lines.append("")
+
+    lines += ["## Overall", "",
+              "| Model | Mean IoU | Mean rank | Datasets | Wins | Losses |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for m, r in sorted(board["overall"].items(), key=lambda kv: (kv[1]["mean_rank"], kv[0])):
+        lines.append(f"| {m} | {r['mean_iou']:.4f} | {r['mean_rank']:.4f} | {r['n_datasets']} | "
+                     f"{r['wins']} | {r['losses']} |")
+    lines += ["", "Wins/losses: datasets where the variant is significantly better/worse than "
+              f"`{base}` (Holm-adjusted t-test p < {board['alpha']:g}).", ""]
+    return "\n".join(lines)

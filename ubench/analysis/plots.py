@@ -1,0 +1,99 @@
+"""Figures for the leaderboard and U-Score reports, byte-for-byte reproducible.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, so no global backend or figure
+state is touched), saved with a fixed dpi and without the "Software" PNG metadata (which carries
+the matplotlib version), and written atomically. Same input, same bytes: DVC can hash them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ubench.analysis.stats import AnalysisInputError
+from ubench.io import write_bytes_atomic
+
+DPI = 100
+BASELINE_COLOR = "#d62728"
+MODEL_COLOR = "#1f77b4"
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    """Render ``fig`` to PNG bytes (deterministic settings) and write them atomically."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def plot_iou_ci(board: Mapping, path: str | Path) -> None:
+    """One PNG, one panel per dataset: mean IoU per model with its CI, baseline in red."""
+    datasets = sorted(board["datasets"])
+    if not datasets:
+        raise AnalysisInputError("leaderboard has no datasets to plot")
+    base = board["baseline"]
+    n_models = max(len(board["datasets"][d]["models"]) for d in datasets)
+    fig = Figure(figsize=(6.5, max(2.0, 0.35 * n_models + 1.2) * len(datasets)))
+    axes = fig.subplots(len(datasets), 1, squeeze=False)[:, 0]
+    for ax, ds in zip(axes, datasets):
+        rows = board["datasets"][ds]["models"]
+        # best at the top: barh draws the first row at the bottom
+        order = sorted(rows, key=lambda m: (rows[m]["iou_mean"], m))
+        for y, m in enumerate(order):
+            r = rows[m]
+            color = BASELINE_COLOR if m == base else MODEL_COLOR
+            if r["iou_ci_low"] is not None:
+                xerr = [[r["iou_mean"] - r["iou_ci_low"]], [r["iou_ci_high"] - r["iou_mean"]]]
+            else:
+                xerr = None
+            ax.errorbar([r["iou_mean"]], [y], xerr=xerr, fmt="o", color=color, capsize=3)
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels([f"{m} (baseline)" if m == base else m for m in order])
+        for lab, m in zip(ax.get_yticklabels(), order):
+            if m == base:
+                lab.set_color(BASELINE_COLOR)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel(f"IoU (mean, {board['confidence'] * 100:g}% CI)")
+        ax.set_title(f"{ds} (n = {board['datasets'][ds]['n_images']})")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_iou_vs_uscore(uscore_table: Mapping, path: str | Path) -> None:
+    """Scatter of IoU (x) against U-Score (y), each point labelled with its model name."""
+    models = uscore_table["models"]
+    if not models:
+        raise AnalysisInputError("U-Score table has no models to plot")
+    fig = Figure(figsize=(6.5, 5.0))
+    ax = fig.subplots()
+    names = sorted(models)
+    xs = [models[m]["iou"] for m in names]
+    ys = [models[m]["uscore"] for m in names]
+    ax.scatter(xs, ys, color=MODEL_COLOR)
+    for m, x, y in zip(names, xs, ys):
+        ax.annotate(m, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("IoU")
+    ax.set_ylabel("U-Score")
+    ax.set_ylim(-0.05, 1.05)
+    title = f"IoU vs U-Score ({len(uscore_table['reference_models'])} reference models)"
+    if uscore_table.get("warning"):
+        title += "\nsmall reference set: compare only within it"
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def leaderboard_plot_rows(board: Mapping) -> list[dict]:
+    """Rows for a ``dvc plots`` CSV: dataset, model, iou_mean, ci_low, ci_high (sorted)."""
+    rows = []
+    for ds in sorted(board["datasets"]):
+        for m, r in sorted(board["datasets"][ds]["models"].items()):
+            rows.append({"dataset": ds, "model": m, "iou_mean": r["iou_mean"],
+                         "ci_low": r["iou_ci_low"], "ci_high": r["iou_ci_high"]})
+    return rows

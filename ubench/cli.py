@@ -1,0 +1,158 @@
+"""The `ubench` command: argument parsing only; each subcommand calls one function of pipeline.py.
+
+Every user-facing failure is a UbenchError, printed as ``error:`` and ``fix:`` lines (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ubench.errors import UbenchError
+
+EPILOG = """The subcommands are the stages of dvc.yaml; normally `dvc repro` runs them for you.
+All knobs are read from params.yaml (--params to use another file)."""
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="ubench", description="Reproducible benchmark of U-Net variants for 2D medical image "
+        "segmentation (after U-Bench, Tang et al. 2025).", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="convert a dataset into the prepared form (npy + splits + manifest)",
+                       description="Prepare DATASET into data/prepared/DATASET: resized uint8 images.npy "
+                       "and masks.npy, seeded splits.json, manifest.json. DATASET is a registered name "
+                       "(synth, synth_shift) or a folder data/raw/DATASET in U-Bench's layout "
+                       "(images/*.png, masks/0/*.png; train.txt/val.txt used when present).")
+    p.add_argument("dataset")
+    p.add_argument("--raw-root", type=Path, default=Path("data/raw"), help="where raw datasets live")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default data/prepared/DATASET)")
+    _add_params(p)
+
+    p = sub.add_parser("train", help="train one model on one prepared dataset (U-Bench protocol)")
+    p.add_argument("--model", required=True, help="registry name (see `ubench models list`)")
+    p.add_argument("--dataset", required=True)
+    _add_params(p)
+
+    p = sub.add_parser("evaluate", help="per-image metrics of a trained model (in-domain or zero-shot)",
+                       description="Evaluate models/DATASET/MODEL.pt on DATASET's test split, or with "
+                       "--target on every image of TARGET (zero-shot transfer).")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True, help="the dataset the model was trained on")
+    p.add_argument("--target", default=None, help="zero-shot target dataset")
+    _add_params(p)
+
+    for name, hlp in (("complexity", "params and FLOPs at the protocol input size (computed)"),
+                      ("speed", "frames per second at batch 1 (measured; differs between runs)")):
+        p = sub.add_parser(name, help=hlp)
+        p.add_argument("--model", required=True)
+        _add_params(p)
+
+    p = sub.add_parser("leaderboard", help="per-dataset IoU with CIs and paired tests vs the baseline")
+    _add_params(p)
+    p = sub.add_parser("uscore", help="U-Score of each model (needs the speed measurements)")
+    _add_params(p)
+
+    p = sub.add_parser("candidate", help="train+evaluate params.yaml candidate.model, or --report")
+    p.add_argument("--dataset", help="dataset to train and evaluate the candidate on")
+    p.add_argument("--report", action="store_true", help="write metrics/candidate.json (deltas, p-values)")
+    _add_params(p)
+
+    p = sub.add_parser("models", help="list the model zoo, or show one model's record")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    pl = msub.add_parser("list", help="table of models")
+    pl.add_argument("--family", default=None, help="cnn, transformer, mamba, rwkv or hybrid")
+    pl.add_argument("--flops", action="store_true", help="also compute FLOPs at 256x256 (slower)")
+    ps = msub.add_parser("show", help="one model's ModelInfo")
+    ps.add_argument("name")
+    return ap
+
+
+def _models_list(family: str | None, with_flops: bool) -> str:
+    from ubench.efficiency import complexity, count_params
+    from ubench.models import create_model, list_models, model_info
+
+    lines = ["| name | family | year | params (M) | ref params (M) | FLOPs (G, 256²) | deep sup. |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for name in list_models(family):
+        info = model_info(name)
+        params = count_params(create_model(name)) / 1e6
+        flops = f"{complexity(name)['gflops']:.2f}" if with_flops else "-"
+        ref = f"{info.ref_params_m:.2f}" if info.ref_params_m else "-"
+        lines.append(f"| {name} | {info.family} | {info.year} | {params:.2f} | {ref} | {flops} | "
+                     f"{'yes' if info.deep_supervision else 'no'} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.command == "models":
+        from ubench.io import json_dumps
+        from ubench.models import model_info
+
+        if args.models_command == "list":
+            print(_models_list(args.family, args.flops))
+        else:
+            print(json_dumps({"name": args.name, **model_info(args.name).to_dict()}), end="")
+        return
+
+    from ubench import pipeline
+    from ubench.config import load_config
+
+    cfg = load_config(args.params)
+    cmd = args.command
+    if cmd == "prepare":
+        out = pipeline.run_prepare(cfg, args.dataset, args.out, args.raw_root)
+        print(f"prepared {args.dataset} -> {out}")
+    elif cmd == "train":
+        best = pipeline.run_train(cfg, args.model, args.dataset)
+        print(f"{args.model} on {args.dataset}: best val IoU {best['val_iou']:.4f} at epoch {best['epoch']}")
+    elif cmd == "evaluate":
+        s = pipeline.run_evaluate(cfg, args.model, args.dataset, args.target)
+        where = f"{args.dataset} -> {args.target} (zero-shot)" if args.target else f"{args.dataset} test"
+        print(f"{args.model} on {where}: IoU {s['metrics']['iou']['mean']:.4f} over {s['n_images']} images")
+    elif cmd == "complexity":
+        c = pipeline.run_complexity(cfg, args.model)
+        print(f"{args.model}: {c['params_m']:.2f} M params, {c['gflops']:.2f} GFLOPs at {c['input_size']}²")
+    elif cmd == "speed":
+        s = pipeline.run_speed(cfg, args.model)
+        print(f"{args.model}: {s['fps']:.2f} FPS on {s['device_name']} ({s['threads']} threads)")
+    elif cmd == "leaderboard":
+        pipeline.run_leaderboard(cfg)
+        print("wrote metrics/leaderboard.json and reports/leaderboard.md")
+    elif cmd == "uscore":
+        pipeline.run_uscore(cfg)
+        print("wrote metrics/uscore.json and reports/uscore.md")
+    elif cmd == "candidate":
+        if args.report:
+            r = pipeline.run_candidate_report(cfg)
+            print(f"candidate {r['model']}: mean IoU {r['mean_iou']:.4f}, "
+                  f"mean ΔIoU vs {r['baseline']} {r['mean_delta_iou']:+.4f}")
+        elif args.dataset:
+            s = pipeline.run_candidate(cfg, args.dataset)
+            print(f"candidate {cfg.candidate.model} on {args.dataset}: IoU {s['metrics']['iou']['mean']:.4f}")
+        else:
+            raise UbenchError("`ubench candidate` needs --dataset NAME or --report",
+                              "see `ubench candidate --help`")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except UbenchError as exc:
+        print(f"error: {exc.what}", file=sys.stderr)
+        if exc.fix:
+            print(f"  fix: {exc.fix}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

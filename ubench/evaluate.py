@@ -1,0 +1,91 @@
+"""Evaluation: per-image metrics of a checkpoint on a split (in-domain) or a whole target dataset
+(zero-shot), written as a per-image CSV (the unit of the paired tests) and a summary JSON."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from ubench.config import Config, as_dict
+from ubench.errors import UbenchError
+from ubench.io import write_json_atomic, write_text_atomic
+from ubench.metrics import EMPTY_RULES, METRIC_NAMES
+from ubench.models import create_model
+from ubench.runtime import device, make_deterministic
+from ubench.train import EVAL_BATCH, make_dataset, predict_scores
+
+PROTOCOL_NOTES = {
+    "holdout": "best epoch chosen on the validation split; reported on a separate test split",
+    "ubench": "U-Bench protocol: best epoch chosen on the reported split itself (optimistic; "
+              "comparable with U-Bench's published numbers, not an unbiased estimate)",
+}
+
+
+def load_checkpoint(path: Path, model_name: str):
+    """Rebuild ``model_name`` from a checkpoint written by train_model."""
+    if not Path(path).exists():
+        raise UbenchError(f"checkpoint {path} not found",
+                          f"train it first: `dvc repro` (or `ubench train --model {model_name} ...`)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("model") != model_name:
+        raise UbenchError(f"checkpoint {path} holds model {ckpt.get('model')!r}, not {model_name!r}",
+                          "pass the matching --model, or retrain")
+    model = create_model(model_name, num_classes=1, in_channels=3)
+    model.load_state_dict(ckpt["state_dict"])
+    return model, ckpt
+
+
+def per_image_frame(rows: list[dict]) -> pd.DataFrame:
+    cols = ["id", "index", *METRIC_NAMES]
+    return pd.DataFrame(rows, columns=cols).sort_values("index", kind="stable").reset_index(drop=True)
+
+
+def summarize(frame: pd.DataFrame) -> dict:
+    """Mean and sample std of each metric over images (std None for a single image)."""
+    out = {}
+    for name in METRIC_NAMES:
+        v = frame[name].to_numpy(dtype=float)
+        out[name] = {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else None}
+    return out
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
+
+
+def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split: str | None,
+                        cfg: Config, csv_path: Path, json_path: Path, *, role: dict) -> dict:
+    """Evaluate a checkpoint on ``prepared`` (``split`` None = every image) and write both files."""
+    make_deterministic(cfg.train.seed, cfg.train.threads)
+    model, ckpt = load_checkpoint(ckpt_path, model_name)
+    dev = device()
+    model.to(dev)
+    ds = make_dataset(prepared, split, cfg, augment=False)
+    if len(ds) == 0:
+        raise UbenchError(f"{prepared}: split {split!r} is empty", "check params.yaml `split`")
+    rows = predict_scores(model, DataLoader(ds, batch_size=EVAL_BATCH, shuffle=False), cfg.evaluate.threshold, dev)
+    frame = per_image_frame(rows)
+    protocol = ckpt.get("protocol", cfg.split.protocol)
+    summary = {
+        "model": model_name,
+        **role,
+        "split": split or "all",
+        "n_images": int(len(frame)),
+        "threshold": cfg.evaluate.threshold,
+        "protocol": protocol,
+        "protocol_note": PROTOCOL_NOTES[protocol],
+        "best_epoch": int(ckpt["epoch"]),
+        "empty_rules": EMPTY_RULES,
+        "metrics": summarize(frame),
+        "train": as_dict(cfg.train),
+    }
+    write_text_atomic(csv_path, csv_text(frame))
+    write_json_atomic(json_path, summary)
+    return summary

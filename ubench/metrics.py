@@ -1,0 +1,77 @@
+"""Per-image segmentation metrics at a fixed threshold, with the empty-mask rules written down.
+
+ubench's rules (binary masks P = prediction > threshold after sigmoid, T = ground truth):
+- IoU |P∩T|/|P∪T|, Dice 2|P∩T|/(|P|+|T|), SE (sensitivity, recall) TP/(TP+FN), PC (precision)
+  TP/(TP+FP), F1 the harmonic mean of PC and SE, ACC (TP+TN)/pixels — computed with medpy
+  (jc, dc, recall, precision, hd95) wherever they are defined.
+- When a ratio's denominator is zero, the value is 1.0 if P and T are both empty (an empty
+  prediction on an empty mask is a perfect score) and 0.0 otherwise. Nothing is ever NaN.
+- HD95 (pixels, medpy): 0.0 when both are empty; when exactly one of them is empty, the image
+  diagonal (the largest distance possible in the image), so a missed or hallucinated object is the
+  worst case rather than a crash or a NaN.
+U-Bench's own conventions differ (IoU and Dice 0 when both are empty, PC NaN on an empty prediction,
+ACC against ``GT == max(GT)``); ``ubench_metrics`` computes those, labelled as such, for comparison
+with U-Bench's published numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from medpy.metric import binary as mb
+
+METRIC_NAMES = ("iou", "dice", "se", "pc", "f1", "acc", "hd95")
+EMPTY_RULES = (
+    "ratio with zero denominator: 1.0 if prediction and mask are both empty, else 0.0; "
+    "hd95: 0.0 if both empty, image diagonal if exactly one is empty"
+)
+
+
+def _empty_rule(p_any: bool, t_any: bool) -> float:
+    return 1.0 if not p_any and not t_any else 0.0
+
+
+def binary_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """ubench metrics of one binary prediction against one binary mask (same 2-D shape)."""
+    p = np.asarray(pred).astype(bool)
+    t = np.asarray(target).astype(bool)
+    if p.shape != t.shape:
+        raise ValueError(f"prediction shape {p.shape} != mask shape {t.shape}")
+    p_any, t_any = bool(p.any()), bool(t.any())
+    both_empty = _empty_rule(p_any, t_any)
+    iou = float(mb.jc(p, t)) if (p_any or t_any) else both_empty
+    dice = float(mb.dc(p, t)) if (p_any or t_any) else both_empty
+    se = float(mb.recall(p, t)) if t_any else both_empty
+    pc = float(mb.precision(p, t)) if p_any else both_empty
+    f1 = 2 * pc * se / (pc + se) if (pc + se) > 0 else 0.0
+    acc = float(np.count_nonzero(p == t)) / p.size
+    if p_any and t_any:
+        hd95 = float(mb.hd95(p, t))
+    elif p_any or t_any:
+        hd95 = math.hypot(*p.shape)
+    else:
+        hd95 = 0.0
+    return {"iou": iou, "dice": dice, "se": se, "pc": pc, "f1": f1, "acc": acc, "hd95": hd95}
+
+
+def ubench_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
+    """U-Bench's conventions (its utils/metrics_medpy.py) on one image; None where it gives NaN."""
+    p = np.asarray(pred).astype(bool)
+    t_raw = np.asarray(target)
+    t = t_raw.astype(bool)
+    inter, union = np.count_nonzero(p & t), np.count_nonzero(p | t)
+    iou = inter / union if union else 0.0
+    dice = float(mb.dc(p, t)) if union else 0.0  # medpy's ZeroDivision rule: 0 when both empty
+    se = float(mb.recall(p, t)) if t.any() else 0.0
+    pc = float(mb.precision(p, t)) if p.any() else None
+    f1 = None if pc is None else (2 * pc * se / (pc + se) if (pc + se) > 0 else 0.0)
+    gt_fg = t_raw == t_raw.max()  # on an empty mask every pixel counts as foreground
+    acc = float(np.count_nonzero(p == gt_fg)) / p.size
+    return {"iou": iou, "dice": dice, "se": se, "pc": pc, "f1": f1, "acc": acc}
+
+
+def threshold_logits(logits: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Binary prediction: sigmoid(logits) > threshold, computed stably in logit space."""
+    logit_thr = math.log(threshold / (1.0 - threshold))
+    return np.asarray(logits) > logit_thr

@@ -1,0 +1,137 @@
+"""Model registry, after timm's ``_registry.py``.
+
+Each model lives in its own module ``ubench/models/<name>.py`` (flat, as in timm: DVC stages depend
+on ``ubench/models/${model}.py``, so the file's path must follow from the name alone). The module
+defines a factory decorated with ``@register_model(ModelInfo(...))``. Modules are imported only
+when a model is asked for, so one model's missing optional dependency never breaks the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch.nn as nn
+
+from ubench.errors import UbenchError, unknown_name_error
+
+FAMILIES = ("cnn", "transformer", "mamba", "rwkv", "hybrid")
+_PACKAGE = "ubench.models"
+_NOT_MODELS = {"registry", "ops", "__init__"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the benchmark needs to know about a variant besides its code."""
+
+    family: str
+    year: int
+    paper: str
+    deep_supervision: bool = False
+    ref_params_m: float | None = None  # reference parameter count, millions (3 in, 1 class)
+    ref_source: str = ""  # where ref_params_m comes from (U-Bench models/..., or the paper)
+    ref_input_size: int = 256  # input size of the configuration U-Bench benchmarks
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"family {self.family!r} not in {FAMILIES}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+_INFO: dict[str, ModelInfo] = {}
+_IMPORT_ERRORS: dict[str, Exception] = {}
+
+
+def register_model(info: ModelInfo):
+    """Decorator: register ``fn`` under its own name with its ModelInfo."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = fn.__name__
+        if name in _FACTORIES and _FACTORIES[name] is not fn:
+            raise ValueError(f"model {name!r} registered twice")
+        _FACTORIES[name] = fn
+        _INFO[name] = info
+        return fn
+
+    return wrap
+
+
+def model_source_file(name: str) -> Path:
+    """The one source file that defines model ``name`` (what its DVC stages depend on)."""
+    return Path(__file__).with_name(f"{name}.py")
+
+
+def _module_names() -> list[str]:
+    pkg_dir = str(Path(__file__).parent)
+    return sorted(m.name for m in pkgutil.iter_modules([pkg_dir]) if m.name not in _NOT_MODELS)
+
+
+def _load(name: str) -> None:
+    if name in _FACTORIES:
+        return
+    if name not in _module_names():
+        raise unknown_name_error(
+            "model", name, _module_names(), "run `ubench models list` to see all models"
+        )
+    try:
+        importlib.import_module(f"{_PACKAGE}.{name}")
+    except ImportError as exc:  # one model's optional dependency, not a registry failure
+        _IMPORT_ERRORS[name] = exc
+        raise UbenchError(
+            f"model {name!r} needs a package that is not installed: {exc}",
+            "install it (see the model's docstring), or pick another model",
+        ) from exc
+    except Exception as exc:  # a broken model file breaks that model only, never the registry
+        _IMPORT_ERRORS[name] = exc
+        raise UbenchError(
+            f"ubench/models/{name}.py fails to import: {type(exc).__name__}: {exc}",
+            "fix that file; other models are unaffected",
+        ) from exc
+    if name not in _FACTORIES:
+        raise UbenchError(
+            f"module ubench/models/{name}.py registers no model named {name!r}",
+            "decorate its factory `def " + name + "(...)` with @register_model",
+        )
+
+
+def is_model(name: str) -> bool:
+    return name in _module_names()
+
+
+def unavailable_models() -> dict[str, str]:
+    """Models whose module failed to import (after list_models), with the reason."""
+    return {k: f"{type(v).__name__}: {v}" for k, v in sorted(_IMPORT_ERRORS.items())}
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Sorted names of the importable models, optionally of one family (see unavailable_models)."""
+    if family is not None and family not in FAMILIES:
+        raise UbenchError(f"unknown family {family!r}", f"use one of: {', '.join(FAMILIES)}")
+    names = []
+    for name in _module_names():
+        try:
+            _load(name)
+        except UbenchError:
+            continue
+        if family is None or _INFO[name].family == family:
+            names.append(name)
+    return names
+
+
+def model_info(name: str) -> ModelInfo:
+    _load(name)
+    return _INFO[name]
+
+
+def create_model(name: str, num_classes: int = 1, in_channels: int = 3, **kwargs) -> nn.Module:
+    """Build model ``name``; unknown names fail with the closest known names."""
+    _load(name)
+    return _FACTORIES[name](num_classes=num_classes, in_channels=in_channels, **kwargs)

@@ -1,0 +1,215 @@
+"""The stages of dvc.yaml as functions: each reads params, calls the library, writes its outputs.
+
+cli.py only parses arguments and calls one of these; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from ubench import paths
+from ubench.config import Config, as_dict
+from ubench.errors import UbenchError
+from ubench.io import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+
+
+def _check_model(name: str) -> None:
+    from ubench.models import create_model, is_model
+
+    if not is_model(name):
+        create_model(name)  # raises the named error with close names
+
+
+def _require_prepared(dataset: str) -> Path:
+    p = paths.prepared(dataset)
+    if not (p / "manifest.json").exists():
+        from ubench.data.registry import get_dataset
+
+        get_dataset(dataset)  # an unknown name fails here with close names
+        raise UbenchError(f"dataset {dataset!r} is not prepared ({p} missing)",
+                          f"run `ubench prepare {dataset}` (or `dvc repro`) first")
+    return p
+
+
+def _protocol(dataset_dir: Path) -> str:
+    return json.loads((dataset_dir / "splits.json").read_text())["protocol"]
+
+
+def run_prepare(cfg: Config, dataset: str, out: Path | None = None, raw_root: Path = paths.RAW) -> Path:
+    from ubench.data.prepare import prepare_dataset
+
+    s = cfg.split
+    return prepare_dataset(
+        dataset, out or paths.prepared(dataset), raw_root=raw_root, image_size=cfg.data.image_size,
+        protocol=s.protocol, split_seed=s.seed, val_fraction=s.val_fraction,
+        test_fraction=s.test_fraction, synthetic=as_dict(cfg.synthetic),
+    )
+
+
+def run_train(cfg: Config, model: str, dataset: str, ckpt: Path | None = None,
+              live: Path | None = None) -> dict:
+    from ubench.train import train_model
+
+    _check_model(model)
+    prepared = _require_prepared(dataset)
+    return train_model(model, prepared, cfg, ckpt or paths.checkpoint(dataset, model),
+                       live or paths.train_live(dataset, model), _protocol(prepared))
+
+
+def run_evaluate(cfg: Config, model: str, dataset: str, target: str | None = None) -> dict:
+    """In-domain test split of ``dataset``, or (with ``target``) zero-shot on all of ``target``."""
+    from ubench.evaluate import evaluate_checkpoint
+
+    _check_model(model)
+    source = _require_prepared(dataset)
+    ckpt = paths.checkpoint(dataset, model)
+    if target is None:
+        return evaluate_checkpoint(model, ckpt, source, "test", cfg, paths.per_image_csv(dataset, model),
+                                   paths.eval_json(dataset, model), role={"dataset": dataset})
+    tgt = _require_prepared(target)
+    return evaluate_checkpoint(model, ckpt, tgt, None, cfg, paths.zeroshot_csv(dataset, target, model),
+                               paths.zeroshot_json(dataset, target, model),
+                               role={"dataset": target, "source": dataset, "zero_shot": True})
+
+
+def run_complexity(cfg: Config, model: str) -> dict:
+    from ubench.efficiency import complexity
+
+    _check_model(model)
+    out = complexity(model, cfg.efficiency.input_size, seed=cfg.train.seed)
+    write_json_atomic(paths.complexity_json(model), out)
+    return out
+
+
+def run_speed(cfg: Config, model: str) -> dict:
+    from ubench.efficiency import speed
+
+    _check_model(model)
+    sc = cfg.efficiency.speed
+    out = speed(model, cfg.efficiency.input_size, sc.warmup, sc.repeats, cfg.train.threads, cfg.train.seed)
+    write_json_atomic(paths.speed_json(model), out)
+    return out
+
+
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    if not path.exists():
+        raise UbenchError(f"{what} missing: {path}", "run `dvc repro` so that every grid stage has run")
+    return pd.read_csv(path, dtype={"id": str})
+
+
+def _protocol_of_grid(cfg: Config) -> str:
+    protos = {json.loads(paths.eval_json(d, m).read_text())["protocol"]
+              for d in cfg.grid.datasets for m in cfg.grid.models if paths.eval_json(d, m).exists()}
+    if len(protos) > 1:
+        raise UbenchError(f"the grid mixes protocols {sorted(protos)}",
+                          "re-run `dvc repro` so that every dataset is prepared with one split.protocol")
+    return protos.pop() if protos else cfg.split.protocol
+
+
+def run_leaderboard(cfg: Config) -> dict:
+    from ubench.analysis.leaderboard import build_leaderboard, render_markdown
+    from ubench.analysis.plots import leaderboard_plot_rows, plot_iou_ci
+
+    g = cfg.grid
+    in_domain = {d: {m: _read_csv(paths.per_image_csv(d, m), "per-image results") for m in g.models}
+                 for d in g.datasets}
+    zeroshot = {(p.source, p.target): {m: _read_csv(paths.zeroshot_csv(p.source, p.target, m),
+                                                    "zero-shot results") for m in g.models}
+                for p in g.transfer}
+    lb = cfg.leaderboard
+    board = build_leaderboard(in_domain, zeroshot, baseline=lb.baseline, alpha=lb.alpha,
+                              confidence=lb.confidence, protocol=_protocol_of_grid(cfg))
+    write_json_atomic(paths.LEADERBOARD_JSON, board)
+    write_text_atomic(paths.LEADERBOARD_MD, render_markdown(board))
+    plot_iou_ci(board, paths.LEADERBOARD_PNG)
+    rows = leaderboard_plot_rows(board)
+    write_text_atomic(paths.LEADERBOARD_PLOT_CSV, pd.DataFrame(rows).to_csv(index=False, lineterminator="\n"))
+    return board
+
+
+def run_uscore(cfg: Config) -> dict:
+    from ubench.analysis.plots import plot_iou_vs_uscore
+    from ubench.analysis.uscore import render_uscore_markdown, uscore_table
+
+    if not paths.LEADERBOARD_JSON.exists():
+        raise UbenchError(f"{paths.LEADERBOARD_JSON} missing", "run `ubench leaderboard` (or `dvc repro`) first")
+    board = json.loads(paths.LEADERBOARD_JSON.read_text())
+    rows = []
+    for m in cfg.grid.models:
+        cx, sp = paths.complexity_json(m), paths.speed_json(m)
+        for p in (cx, sp):
+            if not p.exists():
+                raise UbenchError(f"{p} missing", "run `dvc repro` (complexity@ and speed@ stages) first")
+        c, s = json.loads(cx.read_text()), json.loads(sp.read_text())
+        rows.append({"model": m, "iou": board["overall"][m]["mean_iou"], "params_m": c["params_m"],
+                     "gflops": c["gflops"], "fps": s["fps"]})
+    table = uscore_table(rows)
+    if table.get("warning"):
+        warnings.warn(table["warning"], stacklevel=1)
+    devices = sorted({json.loads(paths.speed_json(m).read_text())["device_name"] for m in cfg.grid.models})
+    table["speed_devices"] = devices
+    table["measured"] = True
+    write_json_atomic(paths.USCORE_JSON, table)
+    write_text_atomic(paths.USCORE_MD, render_uscore_markdown(table))
+    plot_iou_vs_uscore(table, paths.USCORE_PNG)
+    return table
+
+
+def run_candidate(cfg: Config, dataset: str) -> dict:
+    """Train and evaluate ``candidate.model`` on ``dataset`` (outputs under */candidate/)."""
+    from ubench.evaluate import evaluate_checkpoint
+    from ubench.train import train_model
+
+    model = cfg.candidate.model
+    _check_model(model)
+    prepared = _require_prepared(dataset)
+    ckpt = paths.candidate_checkpoint(dataset)
+    grid_ckpt = paths.checkpoint(dataset, model)
+    if model in cfg.grid.models and grid_ckpt.exists():
+        # Same model, same params, deterministic training: the grid's checkpoint is exactly what
+        # training again would produce, so reuse it instead of spending the time twice.
+        print(f"candidate {model} is in grid.models: reusing {grid_ckpt}")
+        write_bytes_atomic(ckpt, grid_ckpt.read_bytes())
+        with atomic_dir(paths.candidate_live(dataset)) as tmp:
+            shutil.copytree(paths.train_live(dataset, model), tmp, dirs_exist_ok=True)
+    else:
+        train_model(model, prepared, cfg, ckpt, paths.candidate_live(dataset), _protocol(prepared))
+    return evaluate_checkpoint(model, ckpt, prepared, "test", cfg, paths.candidate_csv(dataset),
+                               paths.candidate_eval_json(dataset), role={"dataset": dataset})
+
+
+def run_candidate_report(cfg: Config) -> dict:
+    """metrics/candidate.json: the same keys for any model, with deltas and p-values vs the baseline."""
+    from ubench.analysis.stats import paired_test
+
+    base = cfg.leaderboard.baseline
+    out = {"model": cfg.candidate.model, "baseline": base, "datasets": {}}
+    deltas, ious = [], []
+    for d in cfg.candidate.datasets:
+        cand = _read_csv(paths.candidate_csv(d), "candidate results")
+        ref = _read_csv(paths.per_image_csv(d, base), "baseline per-image results")
+        merged = cand.merge(ref, on="id", suffixes=("", "_base"), validate="one_to_one")
+        if len(merged) != len(cand) or len(merged) != len(ref):
+            raise UbenchError(f"candidate and baseline were tested on different images of {d}",
+                              "re-run `dvc repro`: both must use the same prepared split")
+        test = paired_test(merged["iou"].to_numpy(), merged["iou_base"].to_numpy())
+        summary = json.loads(paths.candidate_eval_json(d).read_text())
+        entry = {k: summary["metrics"][k]["mean"] for k in summary["metrics"]}
+        entry.update({
+            "baseline_iou": float(merged["iou_base"].mean()), "delta_iou": test["delta"],
+            "p_ttest": test["p_ttest"], "p_wilcoxon": test["p_wilcoxon"],
+            "effect_size": test["effect_size"], "n_images": int(len(merged)),
+            "protocol": summary["protocol"],
+        })
+        out["datasets"][d] = entry
+        deltas.append(test["delta"])
+        ious.append(entry["iou"])
+    out["mean_iou"] = sum(ious) / len(ious)
+    out["mean_delta_iou"] = sum(deltas) / len(deltas)
+    write_json_atomic(paths.CANDIDATE_JSON, out)
+    return out
