@@ -105,3 +105,27 @@ def test_unknown_or_unprepared_dataset(workdir, tiny_cfg):
 def test_leaderboard_needs_every_grid_result(prepared_tiny, tiny_cfg):
     with pytest.raises(UbenchError, match="per-image results missing"):
         pipeline.run_leaderboard(tiny_cfg)
+
+
+def test_candidate_report_has_the_same_keys_for_any_model(prepared_tiny):
+    """A candidate outside the grid is trained; one inside reuses the grid's checkpoint bytes."""
+    base = tiny_params(grid={**tiny_params()["grid"], "models": ["unet"]})
+    cfg_unet = config_from_dict({**base, "candidate": {"model": "unet", "datasets": ["synth"]}})
+    pipeline.run_train(cfg_unet, "unet", "synth")
+    pipeline.run_evaluate(cfg_unet, "unet", "synth")
+    pipeline.run_candidate(cfg_unet, "synth")
+    assert paths.candidate_checkpoint("synth").read_bytes() == paths.checkpoint("synth", "unet").read_bytes()
+    same = pipeline.run_candidate_report(cfg_unet)
+    assert same["datasets"]["synth"]["delta_iou"] == 0.0 and same["datasets"]["synth"]["p_ttest"] == 1.0
+
+    cfg_attn = config_from_dict({**base, "candidate": {"model": "attention_unet", "datasets": ["synth"]}})
+    pipeline.run_candidate(cfg_attn, "synth")
+    other = pipeline.run_candidate_report(cfg_attn)
+    on_disk = json.loads(paths.CANDIDATE_JSON.read_text())
+    assert on_disk == json.loads(json.dumps(other))
+    assert other["model"] == "attention_unet"
+    assert set(other) == set(same)
+    assert set(other["datasets"]["synth"]) == set(same["datasets"]["synth"])
+    entry = other["datasets"]["synth"]
+    assert entry["delta_iou"] == pytest.approx(entry["iou"] - entry["baseline_iou"])
+    assert 0.0 <= entry["p_ttest"] <= 1.0

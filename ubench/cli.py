@@ -88,6 +88,10 @@ def _models_list(family: str | None, with_flops: bool) -> str:
         ref = f"{info.ref_params_m:.2f}" if info.ref_params_m else "-"
         lines.append(f"| {name} | {info.family} | {info.year} | {params:.2f} | {ref} | {flops} | "
                      f"{'yes' if info.deep_supervision else 'no'} |")
+    from ubench.models import unavailable_models
+
+    for name, why in unavailable_models().items():
+        lines.append(f"\n{name}: unavailable ({why})")
     return "\n".join(lines)
 
 
