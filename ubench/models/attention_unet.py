@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.conv_blocks import DoubleConv, UpConv
+from ubench.models.ops.conv_blocks import DoubleConv, PlainEncoder, UpConv
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (64, 128, 256, 512, 1024)
@@ -55,9 +55,7 @@ class AttentionUNet(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
-        self.pool = nn.MaxPool2d(2, 2)
-        ins = (in_channels,) + tuple(widths[:-1])
-        self.down = nn.ModuleList(DoubleConv(i, o) for i, o in zip(ins, widths))
+        self.encoder = PlainEncoder(in_channels, widths)
         steps = range(len(widths) - 1, 0, -1)  # deepest decoder step first
         self.up = nn.ModuleList(UpConv(widths[i], widths[i - 1]) for i in steps)
         self.gates = nn.ModuleList(
@@ -68,10 +66,7 @@ class AttentionUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_spatial_size("attention_unet", x, self.stride)
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x if i == 0 else self.pool(x))
-            skips.append(x)
+        skips = self.encoder(x)
         x = skips.pop()
         for up, gate, fuse in zip(self.up, self.gates, self.fuse):
             g = up(x)

@@ -32,3 +32,24 @@ class UpConv(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), *conv_bn_relu(in_ch, out_ch))
+
+
+class PlainEncoder(nn.Module):
+    """U-Net's contracting path: a DoubleConv per width, 2x2 max-pooling between them.
+
+    ``forward`` returns the feature map of every stage, shallowest first (the skips, with the
+    bottleneck last), so U-Net and its gated variants share one encoder definition.
+    """
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...]):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2, 2)
+        ins = (in_channels,) + tuple(widths[:-1])
+        self.down = nn.ModuleList(DoubleConv(i, o) for i, o in zip(ins, widths))
+
+    def forward(self, x):
+        feats = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            feats.append(x)
+        return feats
