@@ -70,18 +70,25 @@ def test_zoo_is_not_empty():
     assert set(OURS) <= set(MODELS)
 
 
+def _quick_size(name: str) -> int:
+    """64 for models that take any multiple of their stride; their fixed size otherwise."""
+    return model_info(name).smallest_size(64)
+
+
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_64(name, train):
-    _forward_backward(name, _build(name), 64, train)
+    _forward_backward(name, _build(name), _quick_size(name), train)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_256(name):
     """The protocol's input size (U-Bench trains and tests at 256x256); 7-13 s a model here."""
-    assert model_info(name).ref_input_size == 256
-    _forward_backward(name, _build(name), 256, train=True)
+    info = model_info(name)
+    size = 256 if info.accepts(256) else info.ref_input_size
+    assert info.accepts(size)
+    _forward_backward(name, _build(name), size, train=True)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -99,6 +106,8 @@ def test_param_count_matches_reference(name):
 )
 @pytest.mark.parametrize("name", MODELS)
 def test_other_channels_and_classes(name, in_channels, num_classes, hw):
+    if model_info(name).input_sizes is not None:  # fixed-size models: their own square size
+        hw = (_quick_size(name),) * 2
     model = _build(name, num_classes=num_classes, in_channels=in_channels).eval()
     with torch.no_grad():
         out = model(torch.randn(1, in_channels, *hw))
@@ -114,7 +123,8 @@ def test_same_seed_same_weights(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_bad_input_size_fails_clearly_or_works(name):
-    """A size that is not a multiple of 32 either works or raises UbenchError, never a torch error."""
+    """A size the model does not declare either works or raises UbenchError, never a torch error."""
+    assert not model_info(name).accepts(72)
     model = _build(name).eval()
     try:
         with torch.no_grad():

@@ -129,3 +129,16 @@ def test_candidate_report_has_the_same_keys_for_any_model(prepared_tiny):
     entry = other["datasets"]["synth"]
     assert entry["delta_iou"] == pytest.approx(entry["iou"] - entry["baseline_iou"])
     assert 0.0 <= entry["p_ttest"] <= 1.0
+
+
+def test_model_that_cannot_take_the_image_size_is_named(prepared_tiny, tiny_cfg, monkeypatch):
+    import dataclasses
+
+    import ubench.models as models
+
+    real = models.model_info("unet")
+    monkeypatch.setattr(models, "model_info", lambda name: dataclasses.replace(real, input_sizes=(224,)))
+    with pytest.raises(UbenchError, match="does not accept 32x32") as exc:
+        pipeline.run_train(tiny_cfg, "unet", "synth")
+    assert "data.image_size to one of [224]" in exc.value.fix
+    assert not paths.checkpoint("synth", "unet").exists()

@@ -18,11 +18,25 @@ from ubench.errors import UbenchError
 from ubench.io import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 
-def _check_model(name: str) -> None:
-    from ubench.models import create_model, is_model
+def _check_model(name: str, image_size: int | None = None) -> None:
+    from ubench.models import create_model, is_model, model_info
 
     if not is_model(name):
         create_model(name)  # raises the named error with close names
+    info = model_info(name)
+    if image_size is not None and not info.accepts(image_size):
+        sizes = (f"one of {list(info.input_sizes)}" if info.input_sizes
+                 else f"a multiple of {info.size_multiple}")
+        raise UbenchError(f"model {name!r} does not accept {image_size}x{image_size} inputs",
+                          f"set data.image_size to {sizes} (or drop {name} from grid.models)")
+
+
+def _efficiency_size(cfg: Config, name: str) -> int:
+    """The protocol size, or the model's own fixed size where it cannot take it (recorded)."""
+    from ubench.models import model_info
+
+    info = model_info(name)
+    return cfg.efficiency.input_size if info.accepts(cfg.efficiency.input_size) else info.ref_input_size
 
 
 def _require_prepared(dataset: str) -> Path:
@@ -55,7 +69,7 @@ def run_train(cfg: Config, model: str, dataset: str, ckpt: Path | None = None,
               live: Path | None = None) -> dict:
     from ubench.train import train_model
 
-    _check_model(model)
+    _check_model(model, cfg.data.image_size)
     prepared = _require_prepared(dataset)
     return train_model(model, prepared, cfg, ckpt or paths.checkpoint(dataset, model),
                        live or paths.train_live(dataset, model), _protocol(prepared))
@@ -81,7 +95,7 @@ def run_complexity(cfg: Config, model: str) -> dict:
     from ubench.efficiency import complexity
 
     _check_model(model)
-    out = complexity(model, cfg.efficiency.input_size, seed=cfg.train.seed)
+    out = complexity(model, _efficiency_size(cfg, model), seed=cfg.train.seed)
     write_json_atomic(paths.complexity_json(model), out)
     return out
 
@@ -91,7 +105,7 @@ def run_speed(cfg: Config, model: str) -> dict:
 
     _check_model(model)
     sc = cfg.efficiency.speed
-    out = speed(model, cfg.efficiency.input_size, sc.warmup, sc.repeats, cfg.train.threads, cfg.train.seed)
+    out = speed(model, _efficiency_size(cfg, model), sc.warmup, sc.repeats, cfg.train.threads, cfg.train.seed)
     write_json_atomic(paths.speed_json(model), out)
     return out
 
@@ -166,7 +180,7 @@ def run_candidate(cfg: Config, dataset: str) -> dict:
     from ubench.train import train_model
 
     model = cfg.candidate.model
-    _check_model(model)
+    _check_model(model, cfg.data.image_size)
     prepared = _require_prepared(dataset)
     ckpt = paths.candidate_checkpoint(dataset)
     grid_ckpt = paths.checkpoint(dataset, model)

@@ -34,6 +34,10 @@ class ModelInfo:
     ref_params_m: float | None = None  # reference parameter count, millions (3 in, 1 class)
     ref_source: str = ""  # where ref_params_m comes from (U-Bench models/..., or the paper)
     ref_input_size: int = 256  # input size of the configuration U-Bench benchmarks
+    # None: any H, W that are multiples of ``size_multiple``; else the only square sizes accepted
+    # (e.g. (224,) for a transformer with fixed positional embeddings)
+    input_sizes: tuple[int, ...] | None = None
+    size_multiple: int = 32
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -43,6 +47,19 @@ class ModelInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def accepts(self, size: int) -> bool:
+        """Whether a square input of ``size`` pixels suits this model."""
+        if self.input_sizes is not None:
+            return size in self.input_sizes
+        return size % self.size_multiple == 0
+
+    def smallest_size(self, at_least: int = 64) -> int:
+        """The smallest accepted square size >= ``at_least`` (what quick tests run at)."""
+        if self.input_sizes is not None:
+            bigger = [s for s in sorted(self.input_sizes) if s >= at_least]
+            return bigger[0] if bigger else max(self.input_sizes)
+        return -(-at_least // self.size_multiple) * self.size_multiple
 
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
