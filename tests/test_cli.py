@@ -38,10 +38,11 @@ def test_bad_params_file_is_a_clean_error(capsys, workdir):
 
 
 def test_models_list_and_show(capsys):
-    assert main(["models", "list", "--family", "cnn"]) == 0
+    assert main(["models", "list", "--family", "cnn", "--no-flops"]) == 0
     out = capsys.readouterr().out
     for name in ("unet", "unetpp", "attention_unet"):
         assert f"| {name} | cnn |" in out
+    assert "| unet | cnn | 2015 | 34.53 | 34.53 | - | no |" in out
     assert main(["models", "show", "unet"]) == 0
     assert '"family": "cnn"' in capsys.readouterr().out
 

@@ -69,22 +69,27 @@ def build_parser() -> argparse.ArgumentParser:
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     pl = msub.add_parser("list", help="table of models")
     pl.add_argument("--family", default=None, help="cnn, transformer, mamba, rwkv or hybrid")
-    pl.add_argument("--flops", action="store_true", help="also compute FLOPs at 256x256 (slower)")
+    pl.add_argument("--no-flops", action="store_true",
+                    help="skip the FLOPs column (ptflops runs every model once at 256x256)")
     ps = msub.add_parser("show", help="one model's ModelInfo")
     ps.add_argument("name")
     return ap
 
 
 def _models_list(family: str | None, with_flops: bool) -> str:
+    from tqdm import tqdm
+
     from ubench.efficiency import complexity, count_params
     from ubench.models import create_model, list_models, model_info
 
     lines = ["| name | family | year | params (M) | ref params (M) | FLOPs (G, 256²) | deep sup. |",
              "|---|---|---|---:|---:|---:|---|"]
-    for name in list_models(family):
+    for name in tqdm(list_models(family), desc="models", leave=False, disable=not with_flops):
         info = model_info(name)
         params = count_params(create_model(name)) / 1e6
-        flops = f"{complexity(name)['gflops']:.2f}" if with_flops else "-"
+        size = 256 if info.accepts(256) else info.ref_input_size
+        flops = f"{complexity(name, size)['gflops']:.2f}" + ("" if size == 256 else f" ({size}²)") \
+            if with_flops else "-"
         ref = f"{info.ref_params_m:.2f}" if info.ref_params_m else "-"
         lines.append(f"| {name} | {info.family} | {info.year} | {params:.2f} | {ref} | {flops} | "
                      f"{'yes' if info.deep_supervision else 'no'} |")
@@ -101,7 +106,7 @@ def run(args: argparse.Namespace) -> None:
         from ubench.models import model_info
 
         if args.models_command == "list":
-            print(_models_list(args.family, args.flops))
+            print(_models_list(args.family, not args.no_flops))
         else:
             print(json_dumps({"name": args.name, **model_info(args.name).to_dict()}), end="")
         return
