@@ -81,6 +81,18 @@ class UpStep(nn.Sequential):
         super().__init__(nn.Upsample(scale_factor=2, mode="bilinear"), *conv_bn_relu(in_ch, out_ch))
 
 
+class DecoderStep(nn.Module):
+    """Upsample the deeper map, concatenate [skip, upsampled], fuse to the skip's width."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.up = UpStep(in_ch, out_ch)
+        self.fuse = SkipFusion(2 * out_ch, out_ch)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([skip, self.up(x)], dim=1))
+
+
 class CMUNeXt(nn.Module):
     """Five encoder stages (four poolings), four up-steps with skip fusion, a 1x1 head."""
 
@@ -95,8 +107,7 @@ class CMUNeXt(nn.Module):
         )
         self.pool = nn.MaxPool2d(2, 2)
         n = len(dims)
-        self.up = nn.ModuleList(UpStep(dims[i], dims[i - 1]) for i in range(n - 1, 0, -1))
-        self.fuse = nn.ModuleList(SkipFusion(2 * dims[i - 1], dims[i - 1]) for i in range(n - 1, 0, -1))
+        self.decoder = nn.ModuleList(DecoderStep(dims[i], dims[i - 1]) for i in range(n - 1, 0, -1))
         self.head = nn.Conv2d(dims[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,8 +118,8 @@ class CMUNeXt(nn.Module):
             x = stage(x if i == 0 else self.pool(x))
             skips.append(x)
         x = skips.pop()
-        for up, fuse in zip(self.up, self.fuse):
-            x = fuse(torch.cat([skips.pop(), up(x)], dim=1))
+        for step in self.decoder:
+            x = step(x, skips.pop())
         return self.head(x)
 
 

@@ -1,0 +1,97 @@
+"""U-KAN, UNeXt's tokenized U-Net with Kolmogorov-Arnold layers in place of the MLPs.
+
+Paper: Li, Liu, Hu, Li, Zhang, Zhu, Chen, Li, Shen, Wang, Chen, Guo, "U-KAN Makes Strong
+Backbone for Medical Image Segmentation and Generation", AAAI 2025.
+
+Configuration: U-Bench's ``u_kan(input_channel=3, num_classes=1)`` (repo FengheTan9/U-Bench,
+models/CNN/U_KAN/U_KAN.py), i.e. ``UKAN`` with its defaults: embed_dims 256, 320, 512 (the
+paper's larger setting, not the 128/160/256 one that gives its ~6.3M), conv widths 32, 64, 256
+(each a double 3x3 conv + BN + ReLU, then max-pool and ReLU), token widths 320, 512, one KAN block
+per tokenized stage, no dropout or drop-path. A KAN block is pre-LayerNorm residual; inside,
+three times: KANLinear (grid 5, cubic B-splines on [-1, 1], SiLU base; ops/kan.py), then a 3x3
+depthwise conv + BN + ReLU on the token map. Decoder steps 512->320->256->64->32->32 are
+(3x3 conv keeping the width + BN + ReLU, 3x3 conv to the new width + BN + ReLU), bilinear x2 and
+ReLU, skips added (skeleton in ops/light_blocks.py). Parameters at 3 in / 1 class: 25,359,265
+(counted by instantiating U-Bench's module). Needs H, W divisible by 32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
+from ubench.models.ops.conv_blocks import DoubleConv, conv_bn_relu
+from ubench.models.ops.kan import KANLinear
+from ubench.models.ops.light_blocks import TokenizedUNet, init_token_weights, map_to_tokens, tokens_to_map
+from ubench.models.registry import ModelInfo, register_model
+
+EMBED_DIMS = (256, 320, 512)
+CONV_DIMS = (EMBED_DIMS[0] // 8, EMBED_DIMS[0] // 4, EMBED_DIMS[0])
+TOKEN_DIMS = (EMBED_DIMS[1], EMBED_DIMS[2])
+KAN_STEPS = 3
+
+
+class DepthwiseBnRelu(nn.Module):
+    """3x3 depthwise conv + BN + ReLU applied to tokens through their (H, W) map."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.bn = nn.BatchNorm2d(dim)
+
+    def forward(self, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        return map_to_tokens(torch.relu(self.bn(self.conv(tokens_to_map(t, h, w)))))
+
+
+class KANBlock(nn.Module):
+    """t + [KANLinear -> depthwise conv + BN + ReLU] x 3 applied to LayerNorm(t)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.kan = nn.ModuleList(KANLinear(dim, dim) for _ in range(KAN_STEPS))
+        self.dw = nn.ModuleList(DepthwiseBnRelu(dim) for _ in range(KAN_STEPS))
+        self.apply(init_token_weights)  # convs and LayerNorm; KANLinear keeps its own init
+
+    def forward(self, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        y = self.norm(t)
+        for kan, dw in zip(self.kan, self.dw):
+            y = dw(kan(y), h, w)
+        return t + y
+
+
+def _dec_conv(in_ch: int, out_ch: int, last: bool) -> nn.Module:
+    return nn.Sequential(*conv_bn_relu(in_ch, in_ch), *conv_bn_relu(in_ch, out_ch))
+
+
+class UKAN(TokenizedUNet):
+    """U-KAN: the tokenized U-Net skeleton with double-conv blocks and KAN blocks."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 1):
+        super().__init__(in_channels, num_classes, CONV_DIMS, TOKEN_DIMS, DoubleConv, _dec_conv, KANBlock)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_spatial_size("ukan", x, self.stride)
+        return super().forward(x)
+
+
+@register_model(
+    ModelInfo(
+        family="cnn",
+        year=2025,
+        paper="U-KAN Makes Strong Backbone for Medical Image Segmentation and Generation",
+        deep_supervision=False,
+        ref_params_m=25.359265,
+        ref_source="U-Bench models/CNN/U_KAN/U_KAN.py (u_kan(3, 1): UKAN embed_dims 256/320/512), "
+        "counted by instantiating it",
+        ref_input_size=256,
+        size_multiple=32,
+        notes="U-Bench benchmarks the 256/320/512 configuration (25.4M), not the paper's "
+        "128/160/256 one (~6.3M). KAN grids are never updated, as in U-Bench.",
+    )
+)
+def ukan(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+    """U-KAN as U-Bench benchmarks it."""
+    reject_unknown_kwargs("ukan", kw)
+    return UKAN(in_channels=in_channels, num_classes=num_classes)
