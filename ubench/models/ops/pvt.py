@@ -1,0 +1,168 @@
+"""Pyramid Vision Transformer v2 encoder (PVTv2), built untrained, for models with a PVT backbone.
+
+Wang et al., "PVT v2: Improved Baselines with Pyramid Vision Transformer", CVMJ 2022. Written from
+the paper and the layer shapes of the ``pvtv2.py`` that U-Bench ships with Polyp-PVT (read, not
+copied): four stages, each an overlapping patch embedding (strided conv with padding k//2, then
+LayerNorm) followed by pre-norm blocks of spatial-reduction attention (keys/values from a map
+shrunk by a strided conv + LayerNorm) and a feed-forward with a 3x3 depth-wise conv between its
+two linears; a LayerNorm closes each stage. No classification head: the four maps (strides 4, 8,
+16, 32) are what segmentation models use. U-Bench loads ImageNet weights; nothing is downloaded
+here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn as nn
+
+from ubench.models.ops.swin import DropPath
+
+
+@dataclass(frozen=True)
+class PVTConfig:
+    dims: tuple[int, ...] = (64, 128, 320, 512)
+    heads: tuple[int, ...] = (1, 2, 5, 8)
+    mlp_ratios: tuple[int, ...] = (8, 8, 4, 4)
+    depths: tuple[int, ...] = (3, 4, 6, 3)
+    sr_ratios: tuple[int, ...] = (8, 4, 2, 1)
+    drop_path: float = 0.1
+
+
+PVT_V2_B2 = PVTConfig()
+_BlockNorm = partial(nn.LayerNorm, eps=1e-6)  # blocks and stage norms; patch embeddings use 1e-5
+
+
+def init_pvt_weights(m: nn.Module) -> None:
+    """PVT's init: truncated-normal linears, unit LayerNorms, He-style (fan-out) convs."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Conv2d):
+        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class OverlapPatchEmbed(nn.Module):
+    """Strided conv with overlapping windows, flattened to tokens and LayerNorm'd."""
+
+    def __init__(self, in_ch: int, dim: int, kernel: int, stride: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_ch, dim, kernel, stride=stride, padding=kernel // 2)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor):
+        x = self.proj(x)
+        h, w = x.shape[-2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), h, w
+
+
+class SRAttention(nn.Module):
+    """Multi-head attention whose keys and values come from a map reduced ``sr`` times."""
+
+    def __init__(self, dim: int, heads: int, sr: int):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.sr_ratio = sr
+        if sr > 1:
+            self.sr = nn.Conv2d(dim, dim, sr, stride=sr)
+            self.norm = _BlockNorm(dim)
+
+    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        b, n, c = x.shape
+        d = c // self.heads
+        q = self.q(x).view(b, n, self.heads, d).transpose(1, 2)
+        src = x
+        if self.sr_ratio > 1:
+            src = self.sr(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
+            src = self.norm(src)
+        k, v = self.kv(src).view(b, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)
+        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class ConvMlp(nn.Module):
+    """Linear, 3x3 depth-wise conv on the token grid, GELU, linear (PVTv2's positional cue)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        x = self.fc1(x)
+        b, n, c = x.shape
+        x = self.dwconv(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
+        return self.fc2(self.act(x))
+
+
+class PVTBlock(nn.Module):
+    """Pre-norm SR-attention and conv-MLP, each with a residual connection."""
+
+    def __init__(self, dim, heads, mlp_ratio, sr, drop_path=0.0):
+        super().__init__()
+        self.norm1 = _BlockNorm(dim)
+        self.attn = SRAttention(dim, heads, sr)
+        self.norm2 = _BlockNorm(dim)
+        self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), h, w))
+        return x + self.drop_path(self.mlp(self.norm2(x), h, w))
+
+
+class PVTStage(nn.Module):
+    """Patch embedding, blocks, LayerNorm; returns a (B, C, H, W) map."""
+
+    def __init__(self, in_ch, dim, kernel, stride, depth, heads, mlp_ratio, sr, drop_paths):
+        super().__init__()
+        self.embed = OverlapPatchEmbed(in_ch, dim, kernel, stride)
+        self.blocks = nn.ModuleList(PVTBlock(dim, heads, mlp_ratio, sr, drop_paths[i]) for i in range(depth))
+        self.norm = _BlockNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, h, w = self.embed(x)
+        for block in self.blocks:
+            x = block(x, h, w)
+        return self.norm(x).transpose(1, 2).reshape(x.shape[0], -1, h, w)
+
+
+class PVTv2Encoder(nn.Module):
+    """Four PVTv2 stages (first embed 7x7/4, then 3x3/2); forward returns the four maps."""
+
+    def __init__(self, in_channels: int = 3, cfg: PVTConfig = PVT_V2_B2):
+        super().__init__()
+        rates = torch.linspace(0, cfg.drop_path, sum(cfg.depths)).tolist()
+        stages, start, prev = [], 0, in_channels
+        for i, depth in enumerate(cfg.depths):
+            kernel, stride = (7, 4) if i == 0 else (3, 2)
+            stages.append(PVTStage(prev, cfg.dims[i], kernel, stride, depth, cfg.heads[i],
+                                   cfg.mlp_ratios[i], cfg.sr_ratios[i], rates[start : start + depth]))
+            start += depth
+            prev = cfg.dims[i]
+        self.stages = nn.ModuleList(stages)
+        self.dims = cfg.dims
+        self.apply(init_pvt_weights)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
