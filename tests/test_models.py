@@ -23,7 +23,7 @@ PARAM_TOLERANCE = 0.03
 # hybrids take 8-17 s a pass, the VMamba-based U-Nets 6-9 s). Their forward+backward runs under
 # `-m slow`; the default suite still builds them (parameter count, seeding, size checks) and runs
 # their eval-mode forward with other channel and class counts.
-HEAVY = {"uctransnet", "da_transunet", "transunet", "h2former", "unetr", "mamba_unet", "swin_umamba"}
+HEAVY = {"uctransnet", "da_transunet", "transunet", "h2former", "unetr", "mamba_unet", "swin_umamba", "vmunet"}
 
 
 def _quick_params(name: str) -> list:

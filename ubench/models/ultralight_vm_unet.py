@@ -1,0 +1,116 @@
+"""UltraLight VM-UNet: a 0.05M-parameter U-Net whose deep stages are parallel Mamba layers.
+
+Paper: Wu, Li, Ruan, Zhang, "UltraLight VM-UNet: Parallel Vision Mamba Significantly Reduces
+Parameters for Skin Lesion Segmentation", arXiv 2403.20035, 2024.
+
+Configuration: U-Bench's ``UltraLight_VM_UNet`` (repo FengheTan9/U-Bench,
+models/Mamba/UltraLight_VM_UNet/UltraLight_VM_UNet.py, ``ultralight_vm_unet(num_classes,
+input_channel=3)``): widths 8, 16, 24, 32, 48, 64; encoder stages 1-3 a 3x3 conv, stages 4-6 a
+PVM layer (LayerNorm, the channels split in four groups that all go through ONE shared Mamba
+(d_state 16, d_conv 4, expand 2) plus a learned-scale skip, LayerNorm again, linear projection);
+GroupNorm(4) + 2x max-pool + GELU after stages 1-5; the skips pass a spatial-then-channel
+attention bridge (SC_Att_Bridge, split_att='fc'); the decoder mirrors the encoder with bilinear
+(align_corners=True) 2x upsampling and additive skips; a 1x1 conv and a final 2x upsampling.
+Initialisation as U-Bench's: truncated-normal(0.02) Linear weights with zero biases (this also
+resets each Mamba's dt_proj bias to 0), He-normal (fan-out) convs, zero conv2d biases.
+Parameters (3 in, 1 class): 49,457 (counted layer by layer; the paper reports 0.049M).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
+from ubench.models.ops.mamba import Mamba
+from ubench.models.ops.sc_att_bridge import SCAttBridge, ultralight_init_
+from ubench.models.registry import ModelInfo, register_model
+
+WIDTHS = (8, 16, 24, 32, 48, 64)
+
+
+class PVMLayer(nn.Module):
+    """Parallel vision Mamba: four channel groups through one shared Mamba, then a projection."""
+
+    def __init__(self, input_dim: int, output_dim: int, d_state: int = 16, d_conv: int = 4,
+                 expand: int = 2):
+        super().__init__()
+        self.norm = nn.LayerNorm(input_dim)
+        self.mamba = Mamba(input_dim // 4, d_state=d_state, d_conv=d_conv, expand=expand)
+        self.proj = nn.Linear(input_dim, output_dim)
+        self.skip_scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x.float().flatten(2).transpose(1, 2))  # (B, L, C)
+        groups = torch.cat(tokens.chunk(4, dim=2), dim=0)  # the 4 groups as 4x the batch
+        mixed = self.mamba(groups) + self.skip_scale * groups
+        mixed = torch.cat(mixed.chunk(4, dim=0), dim=2)  # back to (B, L, C), group order kept
+        out = self.proj(self.norm(mixed))
+        return out.transpose(1, 2).reshape(b, -1, h, w)
+
+
+class UltraLightVMUNet(nn.Module):
+    """Conv stages at full resolution, PVM layers deep, SC attention bridge on the skips."""
+
+    stride = 32
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
+        super().__init__()
+        c = widths
+        self.encoder = nn.ModuleList([
+            nn.Conv2d(in_channels, c[0], 3, padding=1),
+            nn.Conv2d(c[0], c[1], 3, padding=1),
+            nn.Conv2d(c[1], c[2], 3, padding=1),
+            PVMLayer(c[2], c[3]),
+            PVMLayer(c[3], c[4]),
+            PVMLayer(c[4], c[5]),
+        ])
+        self.ebn = nn.ModuleList(nn.GroupNorm(4, c[i]) for i in range(5))
+        self.scab = SCAttBridge(c)
+        self.decoder = nn.ModuleList([
+            PVMLayer(c[5], c[4]),
+            PVMLayer(c[4], c[3]),
+            PVMLayer(c[3], c[2]),
+            nn.Conv2d(c[2], c[1], 3, padding=1),
+            nn.Conv2d(c[1], c[0], 3, padding=1),
+        ])
+        self.dbn = nn.ModuleList(nn.GroupNorm(4, c[i]) for i in (4, 3, 2, 1, 0))
+        self.final = nn.Conv2d(c[0], num_classes, 1)
+        ultralight_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_spatial_size("ultralight_vm_unet", x, self.stride)
+        skips = []
+        for enc, norm in zip(self.encoder[:5], self.ebn):
+            x = F.gelu(F.max_pool2d(norm(enc(x)), 2))
+            skips.append(x)
+        skips = self.scab(skips)
+        x = F.gelu(self.encoder[5](x))
+        x = F.gelu(self.dbn[0](self.decoder[0](x))) + skips[4]
+        for k in range(1, 5):
+            y = self.dbn[k](self.decoder[k](x))
+            y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=True)
+            x = F.gelu(y) + skips[4 - k]
+        return F.interpolate(self.final(x), scale_factor=2, mode="bilinear", align_corners=True)
+
+
+@register_model(
+    ModelInfo(
+        family="mamba",
+        year=2024,
+        paper="UltraLight VM-UNet: Parallel Vision Mamba Significantly Reduces Parameters for "
+        "Skin Lesion Segmentation",
+        deep_supervision=False,
+        ref_params_m=0.049457,
+        ref_source="U-Bench models/Mamba/UltraLight_VM_UNet/UltraLight_VM_UNet.py "
+        "(ultralight_vm_unet(1, input_channel=3)), counted layer by layer; paper: 0.049M",
+        ref_input_size=256,
+        size_multiple=32,
+    )
+)
+def ultralight_vm_unet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+    """UltraLight VM-UNet as U-Bench benchmarks it (widths 8..64, SC attention bridge)."""
+    reject_unknown_kwargs("ultralight_vm_unet", kw)
+    return UltraLightVMUNet(in_channels=in_channels, num_classes=num_classes)
