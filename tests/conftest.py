@@ -10,7 +10,7 @@ import pytest
 from ubench.config import config_from_dict
 
 TINY = {
-    "grid": {"models": ["unet", "unetpp", "attention_unet"], "datasets": ["synth"],
+    "grid": {"models": ["unet", "attention_unet"], "datasets": ["synth"],
              "transfer": [{"source": "synth", "target": "synth_shift"}],
              "synthetic": ["synth", "synth_shift"]},
     "synthetic": {"n": 24, "size": 64, "seed": 41},
