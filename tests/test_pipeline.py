@@ -142,3 +142,14 @@ def test_model_that_cannot_take_the_image_size_is_named(prepared_tiny, tiny_cfg,
         pipeline.run_train(tiny_cfg, "unet", "synth")
     assert "data.image_size to one of [224]" in exc.value.fix
     assert not paths.checkpoint("synth", "unet").exists()
+
+
+def test_deep_supervision_model_trains_and_evaluates(prepared_tiny, tiny_cfg):
+    """EGE-UNet returns six outputs: the loss averages them, evaluation uses the last."""
+    from ubench.models import model_info
+
+    assert model_info("egeunet").deep_supervision
+    best = pipeline.run_train(tiny_cfg, "egeunet", "synth")
+    assert 0.0 <= best["val_iou"] <= 1.0
+    s = pipeline.run_evaluate(tiny_cfg, "egeunet", "synth")
+    assert s["n_images"] > 0 and 0.0 <= s["metrics"]["iou"]["mean"] <= 1.0
