@@ -33,3 +33,18 @@ def check_spatial_size(model: str, x: torch.Tensor, multiple: int) -> None:
             f"model {model!r} needs H and W divisible by {multiple}, got {h}x{w}",
             f"resize or pad the input to a multiple of {multiple} (the protocol uses 256x256)",
         )
+
+
+def check_fixed_size(model: str, x: torch.Tensor, size: int) -> None:
+    """Require a (B, C, size, size) input: positional embeddings exist for that grid only."""
+    if x.dim() != 4:
+        raise UbenchError(
+            f"model {model!r} expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}",
+            "add the batch/channel dimensions (e.g. x[None] for a single image)",
+        )
+    h, w = x.shape[-2:]
+    if (h, w) != (size, size):
+        raise UbenchError(
+            f"model {model!r} only takes {size}x{size} inputs (positional embeddings), got {h}x{w}",
+            f"resize the input to {size}x{size}",
+        )

@@ -13,36 +13,12 @@ import torch
 import torch.nn as nn
 
 from ubench.errors import UbenchError
+from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
+from ubench.models.ops.checks import check_fixed_size  # noqa: F401  (re-exported)
 
 
-def check_fixed_size(model: str, x: torch.Tensor, size: int) -> None:
-    """Require a (B, C, size, size) input: positional embeddings exist for that grid only."""
-    if x.dim() != 4:
-        raise UbenchError(
-            f"model {model!r} expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}",
-            "add the batch/channel dimensions (e.g. x[None] for a single image)",
-        )
-    h, w = x.shape[-2:]
-    if (h, w) != (size, size):
-        raise UbenchError(
-            f"model {model!r} only takes {size}x{size} inputs (positional embeddings), got {h}x{w}",
-            f"resize the input to {size}x{size}",
-        )
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drop a whole residual branch per sample during training."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ubench.models.ops.wkv import bi_wkv
+from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
 
 ShiftFn = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
 
@@ -58,24 +59,6 @@ class LayerNorm2d(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop a residual branch for whole samples while training."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class TokenMix(nn.Module):

@@ -15,23 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop a residual branch for whole samples while training."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = float(p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
 
 
 def init_transformer_weights(module: nn.Module) -> None:

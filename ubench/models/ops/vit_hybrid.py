@@ -22,21 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ubench.errors import UbenchError
+from ubench.models.ops.checks import check_fixed_size  # noqa: F401  (re-exported)
 
 
-def check_fixed_size(model: str, x: torch.Tensor, size: int) -> None:
-    """Require a (B, C, size, size) input: positional embeddings fix the token grid."""
-    if x.dim() != 4:
-        raise UbenchError(
-            f"model {model!r} expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}",
-            "add the batch/channel dimensions (e.g. x[None] for a single image)",
-        )
-    h, w = x.shape[-2:]
-    if (h, w) != (size, size):
-        raise UbenchError(
-            f"model {model!r} has positional embeddings for {size}x{size} inputs only, got {h}x{w}",
-            f"resize the input to {size}x{size}",
-        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,26 +43,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ubench.models.ops.selective_scan import selective_scan_fn
+from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
 
 DIRECTIONS = 4  # row, column, reversed row, reversed column
 
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch of a sample with probability ``p``."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = float(p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
