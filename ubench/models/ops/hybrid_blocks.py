@@ -15,6 +15,7 @@ import torch.nn as nn
 from ubench.errors import UbenchError
 from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
 from ubench.models.ops.checks import check_fixed_size  # noqa: F401  (re-exported)
+from ubench.models.ops.common import init_vit_weights
 
 
 
@@ -181,10 +182,4 @@ def swin_stage(
 def swin_init(module: nn.Module) -> None:
     """Swin/ViT initialisation: Linear weights ~ trunc N(0, 0.02), zero biases; LayerNorm 1, 0."""
     for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        init_vit_weights(m)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from ubench.models.ops.common import init_vit_conv_weights
 
 
 def init_token_weights(m: nn.Module) -> None:
@@ -31,18 +32,7 @@ def init_token_weights(m: nn.Module) -> None:
     Linear: truncated normal (std 0.02), zero bias; LayerNorm: ones and zeros; Conv2d: normal with
     std sqrt(2 / fan_out), fan_out counted per group, zero bias. Use with ``module.apply``.
     """
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.Conv2d):
-        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
+    init_vit_conv_weights(m)
 
 
 def tokens_to_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:

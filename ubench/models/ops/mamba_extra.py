@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ubench.models.ops.selective_scan import selective_scan_fn
 from ubench.models.ops.vss import pixel_shuffle_last
+from ubench.models.ops.common import init_vit_weights
 
 
 def init_vmamba_linear(m: nn.Module) -> None:
@@ -24,13 +25,7 @@ def init_vmamba_linear(m: nn.Module) -> None:
     Parameters held directly by SS2D (x_proj_weight, dt_projs_*, A_logs, Ds) are not Linear
     modules, so their own Mamba-style initialisation is left untouched.
     """
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
+    init_vit_weights(m)
 
 
 class PatchExpandX4(nn.Module):

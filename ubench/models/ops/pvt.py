@@ -12,7 +12,6 @@ here.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -20,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from ubench.models.ops.swin import DropPath
+from ubench.models.ops.common import init_vit_conv_weights
 
 
 @dataclass(frozen=True)
@@ -38,18 +38,7 @@ _BlockNorm = partial(nn.LayerNorm, eps=1e-6)  # blocks and stage norms; patch em
 
 def init_pvt_weights(m: nn.Module) -> None:
     """PVT's init: truncated-normal linears, unit LayerNorms, He-style (fan-out) convs."""
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.Conv2d):
-        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
+    init_vit_conv_weights(m)
 
 
 class OverlapPatchEmbed(nn.Module):

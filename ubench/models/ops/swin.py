@@ -16,17 +16,12 @@ import torch
 import torch.nn as nn
 
 from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
+from ubench.models.ops.common import init_vit_weights
 
 
 def init_transformer_weights(module: nn.Module) -> None:
     """ViT-style init: truncated normal (std 0.02) linears with zero bias, unit LayerNorms."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+    init_vit_weights(module)
 
 
 def to_windows(x: torch.Tensor, w: int) -> torch.Tensor:

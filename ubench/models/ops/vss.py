@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from ubench.models.ops.selective_scan import selective_scan_fn
 from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
+from ubench.models.ops.common import init_vit_weights
 
 DIRECTIONS = 4  # row, column, reversed row, reversed column
 
@@ -262,10 +263,4 @@ class VSSEncoder(nn.Module):
 def vmamba_init_(module: nn.Module) -> None:
     """VMamba's init: truncated-normal(0.02) Linear weights, zero biases, unit LayerNorms."""
     for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        init_vit_weights(m)
