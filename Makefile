@@ -14,7 +14,7 @@ $(BIN)/.ubench-installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: the local CPU build, never the multi-GB CUDA one
 	$(BIN)/python -m pip install --quiet $(TORCH_CPU)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,dev]'
 	touch $@
 
 setup: $(BIN)/.ubench-installed

@@ -69,7 +69,7 @@ def test_registry_entries_and_user_folders(tmp_path):
     assert get_dataset("synth_shift").kind == "synthetic"
     make_layout(tmp_path / "mydata", n=3)
     info = get_dataset("mydata", raw_root=tmp_path)
-    assert info.kind == "ubench_layout" and info.modality == "unknown" and info.num_classes == 1
+    assert info.kind == "raw" and info.raw_format == "ubench" and info.modality == "unknown" and info.num_classes == 1
     (tmp_path / "notalayout").mkdir()
     with pytest.raises(UbenchError, match="images/"):
         get_dataset("notalayout", raw_root=tmp_path)
@@ -180,7 +180,7 @@ def test_ubench_layout_prepares(tmp_path):
     arrays = make_layout(raw / "mine", n=6, h=40, w=50)
     out = prepare_dataset("mine", tmp_path / "out", raw_root=raw, image_size=32)
     man, sp = _json(out, "manifest.json"), _json(out, "splits.json")
-    assert man["kind"] == "ubench_layout" and man["ids"] == sorted(arrays) and man["count"] == 6
+    assert man["kind"] == "raw" and man["raw_format"] == "ubench" and man["ids"] == sorted(arrays) and man["count"] == 6
     assert man["original_sizes"] == {"min_height": 40, "max_height": 40, "min_width": 50, "max_width": 50}
     assert len(man["sources"]) == 12
     key = "masks/0/case03.png"
@@ -238,7 +238,7 @@ def test_ubench_split_files(tmp_path):
     _write_splits(raw / "d", train, ["case04", "case07.png"])
     ub_dir = prepare_dataset("d", tmp_path / "ub", raw_root=raw, image_size=16, protocol="ubench")
     ub = _json(ub_dir, "splits.json")
-    assert ub["source"] == "ubench_files" and ub["protocol"] == "ubench"
+    assert ub["source"] == "official" and ub["protocol"] == "ubench"
     assert ub["train"] == [0, 1, 2, 3, 5] and ub["val"] == ub["test"] == [4, 7]
     ho = _json(
         prepare_dataset("d", tmp_path / "ho", raw_root=raw, image_size=16, val_fraction=0.4), "splits.json"

@@ -65,6 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="write metrics/candidate.json (deltas, p-values)")
     _add_params(p)
 
+    p = sub.add_parser("advisor", help="train the model advisor on the leaderboard (the `advisor` stage)",
+                       description="Train the XGBoost model advisor on every (dataset, model) result of "
+                       "the grid, after a leave-one-dataset-out evaluation against a dataset-blind "
+                       "baseline. Writes models/advisor.json and metrics/advisor.json.")
+    p.add_argument("action", choices=["train"], help="train (the only action)")
+    _add_params(p)
+
+    p = sub.add_parser("advise", help="rank models for a dataset under resource limits",
+                       description="Rank the models the advisor knows for DATASET (a prepared dataset's "
+                       "name or folder; its attributes are computed if missing), keeping only those "
+                       "within the limits. Needs models/advisor.json: `dvc repro advisor`, or "
+                       "`dvc pull models/advisor.json` for the published one.")
+    p.add_argument("--dataset", required=True, help="prepared dataset name, or a folder with manifest.json")
+    p.add_argument("--by", choices=["iou", "uscore"], default=None,
+                   help="what the advisor must rank by (checked against the model file)")
+    p.add_argument("--max-params", type=float, default=None, help="at most this many million parameters")
+    p.add_argument("--max-gflops", type=float, default=None, help="at most this many GFLOPs (256x256)")
+    p.add_argument("--min-fps", type=float, default=None, help="at least this many frames per second")
+    p.add_argument("--top", type=int, default=5, help="how many models to show (default 5)")
+    p.add_argument("--advisor", type=Path, default=Path("models/advisor.json"), help="advisor model file")
+
     p = sub.add_parser("models", help="list the model zoo, or show one model's record")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     pl = msub.add_parser("list", help="table of models")
@@ -73,6 +94,45 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip the FLOPs column (ptflops runs every model once at 256x256)")
     ps = msub.add_parser("show", help="one model's ModelInfo")
     ps.add_argument("name")
+
+    p = sub.add_parser("datasets", help="list the registered datasets, or check a raw download",
+                       description="`datasets list` prints the 28 U-Bench datasets (and the embedded "
+                       "synthetic ones) with modality, classes, zero-shot targets, raw format and "
+                       "licence. `datasets check DIR --format NAME` validates a raw download before "
+                       "any stage runs: every unmatched, unreadable, mis-sized or non-binary file is "
+                       "reported, and the exit status is 1 if there is any.")
+    dsub = p.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    dl = dsub.add_parser("list", help="table of datasets")
+    dl.add_argument("--modality", default=None, help="only this modality (e.g. ultrasound)")
+    dsh = dsub.add_parser("show", help="one dataset's record (JSON)")
+    dsh.add_argument("name")
+    dc = dsub.add_parser("check", help="validate a raw dataset folder (exit 1 on problems)")
+    dc.add_argument("dir", type=Path, help="the folder as downloaded (e.g. data/raw/busi)")
+    dc.add_argument("--format", required=True, dest="fmt",
+                    help="raw format name (the `format` column of `ubench datasets list`)")
+
+    p = sub.add_parser("verify", help="rerun recorded stages in a scratch workspace and compare with dvc.lock",
+                       description="Rerun STAGES (default: every stage in dvc.lock; a group name such "
+                       "as `train` means all of its stages) in a temporary copy of the repository that "
+                       "reads the DVC cache, each on its recorded inputs, and compare every output's "
+                       "hash with dvc.lock. The measured stages (speed@*, uscore) are compared by "
+                       "value within --tolerance and labelled with the recorded and this device. "
+                       "Prints a table; exit status 1 on any mismatch. Your workspace is not touched.")
+    p.add_argument("stages", nargs="*", help="stage or group names (default: all)")
+    p.add_argument("--tolerance", type=float, default=0.5,
+                   help="relative tolerance on measured values (FPS, U-Score), default 0.5 = ±50%%")
+    p.add_argument("--workdir", type=Path, default=None, help="where the scratch workspace goes (default: temp)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch workspace (its path is printed)")
+    p.add_argument("--quiet", action="store_true", help="do not echo dvc's output")
+
+    p = sub.add_parser("publish", help="push the pipeline's outputs to a DVC remote",
+                       description="`dvc push` of every stage recorded in dvc.lock (checkpoints, "
+                       "per-image results, metrics, reports) to REMOTE (default: the default remote, "
+                       "`local`). Raw data and what is prepared from it stay out unless --with-data "
+                       "(dataset licences rarely allow redistribution).")
+    p.add_argument("-r", "--remote", default=None, help="remote name (`dvc remote list`)")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel transfers")
+    p.add_argument("--with-data", action="store_true", help="also push data.dvc and prepare_raw@* outputs")
     return ap
 
 
@@ -100,7 +160,46 @@ def _models_list(family: str | None, with_flops: bool) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> None:
+def _datasets(args: argparse.Namespace) -> int:
+    from ubench.data import inspect
+
+    if args.datasets_command == "list":
+        print(inspect.datasets_table(args.modality))
+        return 0
+    if args.datasets_command == "show":
+        from ubench.data.registry import get_dataset
+        from ubench.io import json_dumps
+
+        print(json_dumps(get_dataset(args.name).to_dict()), end="")
+        return 0
+    report, ok = inspect.check_report(args.dir, args.fmt)
+    print(report)
+    return 0 if ok else 1
+
+
+def run(args: argparse.Namespace) -> int | None:
+    if args.command == "verify":
+        from ubench.verify import verify
+
+        report = verify(".", args.stages, tolerance=args.tolerance, workdir=args.workdir, keep=args.keep,
+                        quiet=args.quiet)
+        print(report.table())
+        return 0 if report.ok else 1
+    if args.command == "publish":
+        from ubench.publish import publish
+
+        targets = publish(".", remote=args.remote, jobs=args.jobs, with_data=args.with_data)
+        print(f"published the outputs of {len(targets)} targets to {args.remote or 'the default remote'}")
+        return 0
+    if args.command == "datasets":
+        return _datasets(args)
+    if args.command == "advise":
+        from ubench.advisor.service import recommend, render_advice
+
+        table, info = recommend(args.dataset, args.advisor, by=args.by, max_params=args.max_params,
+                                max_gflops=args.max_gflops, min_fps=args.min_fps, top=args.top)
+        print(render_advice(table, info))
+        return 0
     if args.command == "models":
         from ubench.io import json_dumps
         from ubench.models import model_info
@@ -138,6 +237,14 @@ def run(args: argparse.Namespace) -> None:
     elif cmd == "uscore":
         pipeline.run_uscore(cfg)
         print("wrote metrics/uscore.json and reports/uscore.md")
+    elif cmd == "advisor":
+        m = pipeline.run_advisor(cfg)
+        if m["trained"]:
+            k = cfg.advisor.k
+            print(f"advisor (by {m['by']}): held-out NDCG@{k} {m[f'advisor_ndcg_at_{k}']} "
+                  f"vs baseline {m[f'baseline_ndcg_at_{k}']}; wrote models/advisor.json")
+        else:
+            print(f"advisor not trained: {m['reason']}")
     elif cmd == "candidate":
         if args.report:
             r = pipeline.run_candidate_report(cfg)
@@ -154,13 +261,16 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        status = run(args)
+    except BrokenPipeError:  # `ubench datasets list | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
     except UbenchError as exc:
         print(f"error: {exc.what}", file=sys.stderr)
         if exc.fix:
             print(f"  fix: {exc.fix}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -104,6 +104,17 @@ class CandidateConfig:
 
 
 @dataclass(frozen=True)
+class AdvisorConfig:
+    by: str = "iou"  # rank models by IoU (computed) or U-Score (needs the FPS measurements)
+    k: int = 5  # NDCG@k / MAP@k of the leave-one-dataset-out evaluation
+    seed: int = 41
+    n_estimators: int = 100
+
+
+ADVISOR_BY = ("iou", "uscore")
+
+
+@dataclass(frozen=True)
 class Config:
     grid: GridConfig = field(default_factory=GridConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -114,6 +125,7 @@ class Config:
     efficiency: EfficiencyConfig = field(default_factory=EfficiencyConfig)
     leaderboard: LeaderboardConfig = field(default_factory=LeaderboardConfig)
     candidate: CandidateConfig = field(default_factory=CandidateConfig)
+    advisor: AdvisorConfig = field(default_factory=AdvisorConfig)
 
 
 PROTOCOLS = ("holdout", "ubench")
@@ -228,6 +240,10 @@ def _validate(cfg: Config) -> None:
         need(pair.source in cfg.grid.datasets,
              f"`grid.transfer` source `{pair.source}` is not in `grid.datasets`",
              "a zero-shot pair needs models trained on its source: add the source to grid.datasets")
+    need(cfg.advisor.by in ADVISOR_BY, f"`advisor.by` is {cfg.advisor.by!r}",
+         f"use one of: {', '.join(ADVISOR_BY)}")
+    need(cfg.advisor.k >= 1 and cfg.advisor.n_estimators >= 1,
+         "`advisor.k` and `advisor.n_estimators` must be >= 1", "e.g. k: 5, n_estimators: 100")
     for ds in cfg.candidate.datasets:
         need(ds in cfg.grid.datasets, f"`candidate.datasets` has `{ds}`, which is not in `grid.datasets`",
              "the candidate is compared with the baseline's results there: add it to grid.datasets")

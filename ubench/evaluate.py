@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from ubench.config import Config, as_dict
 from ubench.errors import UbenchError
 from ubench.io import write_json_atomic, write_text_atomic
-from ubench.metrics import EMPTY_RULES, METRIC_NAMES
+from ubench.metrics import EMPTY_RULES, METRIC_NAMES, class_columns
 from ubench.models import create_model
 from ubench.runtime import device, make_deterministic
 from ubench.train import EVAL_BATCH, make_dataset, predict_scores
@@ -35,20 +35,20 @@ def load_checkpoint(path: Path, model_name: str):
     if ckpt.get("model") != model_name:
         raise UbenchError(f"checkpoint {path} holds model {ckpt.get('model')!r}, not {model_name!r}",
                           "pass the matching --model, or retrain")
-    model = create_model(model_name, num_classes=1, in_channels=3)
+    model = create_model(model_name, num_classes=int(ckpt.get("num_classes", 1)), in_channels=3)
     model.load_state_dict(ckpt["state_dict"])
     return model, ckpt
 
 
-def per_image_frame(rows: list[dict]) -> pd.DataFrame:
-    cols = ["id", "index", *METRIC_NAMES]
+def per_image_frame(rows: list[dict], class_names: list[str] | None = None) -> pd.DataFrame:
+    cols = ["id", "index", *METRIC_NAMES, *class_columns(class_names or [])]
     return pd.DataFrame(rows, columns=cols).sort_values("index", kind="stable").reset_index(drop=True)
 
 
 def summarize(frame: pd.DataFrame) -> dict:
     """Mean and sample std of each metric over images (std None for a single image)."""
     out = {}
-    for name in METRIC_NAMES:
+    for name in [c for c in frame.columns if c not in ("id", "index")]:
         v = frame[name].to_numpy(dtype=float)
         out[name] = {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else None}
     return out
@@ -58,6 +58,18 @@ def csv_text(frame: pd.DataFrame) -> str:
     buf = io.StringIO()
     frame.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()
+
+
+def _dataset_record(prepared: Path) -> dict:
+    """What the model advisor needs to know about the evaluated dataset (from its manifest)."""
+    import json
+
+    manifest = json.loads((Path(prepared) / "manifest.json").read_text(encoding="utf-8"))
+    return {
+        "name": manifest.get("name", Path(prepared).name),
+        "modality": manifest.get("modality", "unknown"),
+        "attributes": manifest.get("attributes"),
+    }
 
 
 def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split: str | None,
@@ -70,8 +82,16 @@ def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split:
     ds = make_dataset(prepared, split, cfg, augment=False)
     if len(ds) == 0:
         raise UbenchError(f"{prepared}: split {split!r} is empty", "check params.yaml `split`")
-    rows = predict_scores(model, DataLoader(ds, batch_size=EVAL_BATCH, shuffle=False), cfg.evaluate.threshold, dev)
-    frame = per_image_frame(rows)
+    n_ckpt = int(ckpt.get("num_classes", 1))
+    if ds.num_classes != n_ckpt:
+        raise UbenchError(
+            f"{model_name} was trained for {n_ckpt} class(es) but {prepared.name} has {ds.num_classes}",
+            "evaluate zero-shot only between datasets with the same classes (grid.transfer)",
+        )
+    class_names = list(ckpt.get("class_names", ds.class_names))
+    loader = DataLoader(ds, batch_size=EVAL_BATCH, shuffle=False)
+    rows = predict_scores(model, loader, cfg.evaluate.threshold, dev, class_names)
+    frame = per_image_frame(rows, class_names)
     protocol = ckpt.get("protocol", cfg.split.protocol)
     summary = {
         "model": model_name,
@@ -83,8 +103,11 @@ def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split:
         "protocol_note": PROTOCOL_NOTES[protocol],
         "best_epoch": int(ckpt["epoch"]),
         "empty_rules": EMPTY_RULES,
+        "num_classes": n_ckpt,
+        "class_names": class_names,
         "metrics": summarize(frame),
         "train": as_dict(cfg.train),
+        "dataset_info": _dataset_record(prepared),
     }
     write_text_atomic(csv_path, csv_text(frame))
     write_json_atomic(json_path, summary)

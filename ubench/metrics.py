@@ -9,6 +9,11 @@ ubench's rules (binary masks P = prediction > threshold after sigmoid, T = groun
 - HD95 (pixels, medpy): 0.0 when both are empty; when exactly one of them is empty, the image
   diagonal (the largest distance possible in the image), so a missed or hallucinated object is the
   worst case rather than a crash or a NaN.
+Multi-class masks (class indices 0..C-1, 0 = background): each foreground class c is scored as
+the binary pair (prediction == c, mask == c) under the rules above, and each metric is the mean
+over the foreground classes (mean-foreground IoU, Dice …); per-class IoU and Dice are kept too
+(``iou_<class>``, ``dice_<class>``). A class absent from both prediction and mask of an image
+scores 1.0 there (the empty rule), as in the binary case.
 U-Bench's own conventions differ (IoU and Dice 0 when both are empty, PC NaN on an empty prediction,
 ACC against ``GT == max(GT)``); ``ubench_metrics`` computes those, labelled as such, for comparison
 with U-Bench's published numbers.
@@ -53,6 +58,23 @@ def binary_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     else:
         hd95 = 0.0
     return {"iou": iou, "dice": dice, "se": se, "pc": pc, "f1": f1, "acc": acc, "hd95": hd95}
+
+
+def multiclass_metrics(pred: np.ndarray, target: np.ndarray, class_names: list[str]) -> dict[str, float]:
+    """Mean-foreground metrics of one label prediction (plus per-class IoU and Dice)."""
+    per_class = [binary_metrics(pred == c, target == c) for c in range(1, len(class_names) + 1)]
+    out = {name: float(np.mean([m[name] for m in per_class])) for name in METRIC_NAMES}
+    for name, m in zip(class_names, per_class):
+        out[f"iou_{name}"] = m["iou"]
+        out[f"dice_{name}"] = m["dice"]
+    return out
+
+
+def class_columns(class_names: list[str]) -> list[str]:
+    """Per-class columns of a multi-class per-image table (none for binary)."""
+    if len(class_names) < 2:
+        return []
+    return [f"{metric}_{name}" for name in class_names for metric in ("iou", "dice")]
 
 
 def ubench_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:

@@ -68,3 +68,7 @@ def candidate_eval_json(dataset: str) -> Path:
 
 def candidate_csv(dataset: str) -> Path:
     return Path("results/candidate") / f"{dataset}.csv"
+
+
+ADVISOR_MODEL = Path("models/advisor.json")
+ADVISOR_METRICS = Path("metrics/advisor.json")

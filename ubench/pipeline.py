@@ -227,3 +227,10 @@ def run_candidate_report(cfg: Config) -> dict:
     out["mean_delta_iou"] = sum(deltas) / len(deltas)
     write_json_atomic(paths.CANDIDATE_JSON, out)
     return out
+
+
+def run_advisor(cfg: Config) -> dict:
+    """Train the model advisor on the grid's leaderboard (see ubench/advisor/service.py)."""
+    from ubench.advisor.service import train_advisor
+
+    return train_advisor(cfg)

@@ -21,7 +21,7 @@ from ubench.config import Config, as_dict
 from ubench.data.dataset import SegmentationDataset
 from ubench.errors import UbenchError
 from ubench.io import atomic_dir, write_bytes_atomic
-from ubench.metrics import binary_metrics, threshold_logits
+from ubench.metrics import binary_metrics, multiclass_metrics, threshold_logits
 from ubench.models import create_model
 from ubench.runtime import device, make_deterministic
 
@@ -45,10 +45,15 @@ def final_output(out):
     return out[-1] if isinstance(out, (list, tuple)) else out
 
 
-def make_loss(cfg: Config):
+def make_loss(cfg: Config, num_classes: int = 1):
+    """U-Bench's BCE + Dice for one output channel; softmax CE + Dice over classes otherwise."""
     from monai.losses import DiceCELoss
 
-    base = DiceCELoss(sigmoid=True, lambda_ce=cfg.train.lambda_ce, lambda_dice=cfg.train.lambda_dice)
+    weights = {"lambda_ce": cfg.train.lambda_ce, "lambda_dice": cfg.train.lambda_dice}
+    if num_classes == 1:
+        base = DiceCELoss(sigmoid=True, **weights)
+    else:  # the mask holds class indices; Dice over the foreground classes only
+        base = DiceCELoss(softmax=True, to_onehot_y=True, include_background=False, **weights)
 
     def loss_fn(out, target):
         outs = out if isinstance(out, (list, tuple)) else [out]
@@ -58,16 +63,22 @@ def make_loss(cfg: Config):
 
 
 @torch.no_grad()
-def predict_scores(model, loader, threshold: float, dev) -> list[dict]:
-    """Per-image metrics of ``model`` over ``loader`` (rows carry index and id)."""
+def predict_scores(model, loader, threshold: float, dev, class_names: list[str] | None = None) -> list[dict]:
+    """Per-image metrics of ``model`` over ``loader`` (rows carry index and id).
+
+    One output channel: sigmoid > threshold. Several: the arg-max class, scored per class.
+    """
     model.eval()
     rows = []
     for batch in loader:
         logits = final_output(model(batch["image"].to(dev))).float().cpu().numpy()
         masks = batch["mask"].numpy()
         for k in range(logits.shape[0]):
-            pred = threshold_logits(logits[k, 0], threshold)
-            m = binary_metrics(pred, masks[k, 0] > 0.5)
+            if logits.shape[1] == 1:
+                m = binary_metrics(threshold_logits(logits[k, 0], threshold), masks[k, 0] > 0.5)
+            else:
+                labels = np.rint(masks[k, 0]).astype(np.int64)
+                m = multiclass_metrics(logits[k].argmax(axis=0), labels, class_names or [])
             rows.append({"id": batch["id"][k], "index": int(batch["index"][k]), **m})
     return rows
 
@@ -93,7 +104,8 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise UbenchError(f"{prepared}: the train or val split is empty",
                           "use more images or other split fractions in params.yaml `split`")
-    model = create_model(model_name, num_classes=1, in_channels=3).to(dev)
+    num_classes = train_ds.num_classes
+    model = create_model(model_name, num_classes=num_classes, in_channels=3).to(dev)
     gen = torch.Generator().manual_seed(tc.seed)
     drop_last = len(train_ds) > tc.batch_size  # a batch of 1 breaks BatchNorm
     train_dl = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=True, generator=gen,
@@ -102,7 +114,7 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
     opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     total_iters = tc.epochs * len(train_dl)
     sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=total_iters, power=tc.poly_power)
-    loss_fn = make_loss(cfg)
+    loss_fn = make_loss(cfg, num_classes)
 
     best = {"val_iou": -1.0, "epoch": -1}
     best_state: bytes | None = None
@@ -128,7 +140,7 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
                 sched.step()
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            rows = predict_scores(model, val_dl, cfg.evaluate.threshold, dev)
+            rows = predict_scores(model, val_dl, cfg.evaluate.threshold, dev, train_ds.class_names)
             val_iou = float(np.mean([r["iou"] for r in rows]))
             val_dice = float(np.mean([r["dice"] for r in rows]))
             train_loss = float(np.mean(losses))
@@ -141,6 +153,7 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 best_state = _state_bytes({
                     "model": model_name, "state_dict": state, "epoch": epoch + 1,
+                    "num_classes": num_classes, "class_names": train_ds.class_names,
                     "val_iou": val_iou, "protocol": protocol,
                     "train": as_dict(cfg.train), "data": as_dict(cfg.data),
                 })

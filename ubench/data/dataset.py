@@ -88,6 +88,8 @@ class SegmentationDataset(Dataset):
         manifest = json.loads((self.prepared_dir / "manifest.json").read_text(encoding="utf-8"))
         splits = json.loads((self.prepared_dir / "splits.json").read_text(encoding="utf-8"))
         self.all_ids: list[str] = list(manifest["ids"])
+        self.num_classes = int(manifest.get("num_classes", 1))  # model outputs: 1 = binary
+        self.class_names = list(manifest.get("class_names", ["foreground"]))
         if split is None:
             self.indices = list(range(len(self.all_ids)))
         elif split in SPLITS:

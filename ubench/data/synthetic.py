@@ -27,6 +27,37 @@ RADIUS_RANGE = (0.085, 0.30)  # mean object radius as a fraction of the image si
 EDGE_WIDTH_RANGE = (0.002, 0.025)  # logistic edge scale as a fraction of the side (log-uniform)
 LOBULATED_PROB = 0.5  # else an ellipse
 
+# Profiles: the three embedded source datasets differ in exactly the attributes the model advisor
+# reads (ubench/advisor/features.py): foreground scale, boundary clarity and shape complexity.
+#   base   (synth):        medium objects, clear boundaries, mostly convex shapes
+#   small  (synth_small):  small objects (several per image), medium clarity, lobulated shapes
+#   ragged (synth_ragged): large objects, faint blurred boundaries, deeply lobulated shapes
+# "harmonics" scales the radial-harmonic amplitudes of lobulated shapes; "contrast" scales how far
+# the lesion's brightness departs from the background's (1 = the base look), "edge" widens edges.
+PROFILES = {
+    "base": {"counts": OBJECT_COUNT_PROBS, "radius": RADIUS_RANGE, "lobulated": LOBULATED_PROB,
+             "harmonics": 1.0, "contrast": 1.0, "edge": 1.0},
+    "small": {"counts": (0.03, 0.27, 0.30, 0.40), "radius": (0.035, 0.075), "lobulated": 0.8,
+              "harmonics": 1.4, "contrast": 0.2, "edge": 1.0},
+    "ragged": {"counts": (0.03, 0.77, 0.20, 0.0), "radius": (0.22, 0.34), "lobulated": 1.0,
+               "harmonics": 4.5, "contrast": 0.1, "edge": 3.0},
+}
+
+
+def dataset_name(profile: str, shifted: bool) -> str:
+    """The registered dataset a (profile, shifted) pair is: synth, synth_small_shift …"""
+    stem = "synth" if profile == "base" else f"synth_{profile}"
+    return f"{stem}_shift" if shifted else stem
+
+
+def parse_dataset_name(name: str) -> tuple[str, bool]:
+    """Inverse of ``dataset_name`` (a ValueError for names that are not synthetic)."""
+    for profile in PROFILES:
+        for shifted in (False, True):
+            if dataset_name(profile, shifted) == name:
+                return profile, shifted
+    raise ValueError(f"{name!r} is not a synthetic dataset")
+
 
 def shifted_seed(seed: int) -> int:
     """The seed ``synth_shift`` uses when ``synth`` uses ``seed`` (so the two never share images)."""
@@ -39,13 +70,13 @@ def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarr
     return field / max(float(field.std()), 1e-12)
 
 
-def _draw_objects(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _draw_objects(rng: np.random.Generator, size: int, prof: dict) -> tuple[np.ndarray, np.ndarray]:
     """Objects → (alpha in [0,1], mask bool); alpha > 0.5 exactly where the mask is set."""
-    count = int(rng.choice(len(OBJECT_COUNT_PROBS), p=OBJECT_COUNT_PROBS))
+    count = int(rng.choice(len(prof["counts"]), p=prof["counts"]))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     alpha = np.zeros((size, size))
     mask = np.zeros((size, size), dtype=bool)
-    lo, hi = np.log(RADIUS_RANGE[0] * size), np.log(RADIUS_RANGE[1] * size)
+    lo, hi = np.log(prof["radius"][0] * size), np.log(prof["radius"][1] * size)
     for k in range(count):
         # Later objects tend to be smaller (a main lesion with satellites).
         radius = float(np.exp(rng.uniform(lo, hi))) * (1.0 if k == 0 else rng.uniform(0.55, 0.9))
@@ -59,13 +90,13 @@ def _draw_objects(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
         rho = np.hypot(u, v)
         theta = np.arctan2(v, u)
         boundary = np.ones_like(rho)
-        if rng.random() < LOBULATED_PROB:  # a lobulated blob: random radial harmonics
+        if rng.random() < prof["lobulated"]:  # a lobulated blob: random radial harmonics
             for h in range(2, 6):
-                amp = rng.uniform(0.0, 0.22 / h * 2.0)
+                amp = rng.uniform(0.0, 0.22 / h * 2.0) * prof["harmonics"]
                 boundary += amp * np.cos(h * theta + rng.uniform(0.0, 2 * np.pi))
             boundary = np.maximum(boundary, 0.35)
         inside = rho < boundary
-        edge = float(np.exp(rng.uniform(*np.log(np.array(EDGE_WIDTH_RANGE) * size))))
+        edge = float(np.exp(rng.uniform(*np.log(np.array(EDGE_WIDTH_RANGE) * size)))) * prof["edge"]
         signed_px = (boundary - rho) * radius  # approximate signed distance to the boundary, px
         a = 1.0 / (1.0 + np.exp(-np.clip(signed_px / edge, -50.0, 50.0)))
         alpha = np.maximum(alpha, a)
@@ -108,7 +139,7 @@ SHIFT_LOOK = {
 }
 
 
-def _render(rng: np.random.Generator, size: int, alpha: np.ndarray, look: dict) -> np.ndarray:
+def _render(rng: np.random.Generator, size: int, alpha: np.ndarray, look: dict, contrast: float = 1.0) -> np.ndarray:
     """Background and foreground appearance → RGB float image in [0, 1]."""
     yy, xx = (np.mgrid[0:size, 0:size].astype(np.float64) + 0.5) / size - 0.5
     low = _smooth_noise(rng, size, sigma=size / 8.0)
@@ -122,10 +153,13 @@ def _render(rng: np.random.Generator, size: int, alpha: np.ndarray, look: dict) 
         direction = rng.uniform(0.0, 2 * np.pi)
         illum = strength * (np.cos(direction) * xx + np.sin(direction) * yy) * 2.0
     bg = base + look["low_amp"] * low + illum + look["speckle_amp"] * speckle
-    fg = bg * rng.uniform(*look["fg_factor"]) + look["mottle_amp"] * mottle
+    factor = 1.0 - contrast * (1.0 - rng.uniform(*look["fg_factor"]))
+    fg = bg * factor + look["mottle_amp"] * mottle
     a = alpha[..., None]
     bg_rgb = bg[..., None] * np.array(look["bg_tint"])
-    rgb = (1.0 - a) * bg_rgb + a * fg[..., None] * np.array(look["fg_tint"])
+    bg_tint = np.array(look["bg_tint"])
+    fg_tint = bg_tint + contrast * (np.array(look["fg_tint"]) - bg_tint)
+    rgb = (1.0 - a) * bg_rgb + a * fg[..., None] * fg_tint
     rgb = rgb + look["noise"] * rng.standard_normal(rgb.shape)
     rgb = np.clip(rgb, 0.0, 1.0) ** look["gamma"]
     if look["blur"] > 0:
@@ -135,25 +169,31 @@ def _render(rng: np.random.Generator, size: int, alpha: np.ndarray, look: dict) 
 
 
 def generate(
-    n: int, size: int = 128, seed: int = 41, shifted: bool = False
+    n: int, size: int = 128, seed: int = 41, shifted: bool = False, profile: str = "base"
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``n`` images → (uint8 (n,size,size,3) RGB, uint8 (n,size,size) masks in {0,1}, ids).
 
     ``shifted=True`` draws the domain-shifted twin (its own per-image seeds, so even the same
     ``seed`` gives other images; ``prepare`` also passes ``shifted_seed(seed)`` for synth_shift).
+    ``profile`` picks the object statistics (``PROFILES``); other profiles draw from their own
+    per-image seeds too, and ids are prefixed with the dataset name.
     """
     if int(n) < 1 or int(size) < 16:
         raise ValueError(f"need n >= 1 and size >= 16, got n={n}, size={size}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; known: {sorted(PROFILES)}")
+    prof = PROFILES[profile]
+    salt = [] if profile == "base" else [sorted(PROFILES).index(profile) + 1]
     n, size = int(n), int(size)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     masks = np.empty((n, size, size), dtype=np.uint8)
     for i in range(n):
-        rng = np.random.default_rng([int(seed), int(bool(shifted)), i])
-        alpha, mask = _draw_objects(rng, size)
-        rgb = _render(rng, size, alpha, SHIFT_LOOK if shifted else SOURCE_LOOK)
+        rng = np.random.default_rng([int(seed), int(bool(shifted)), i, *salt])
+        alpha, mask = _draw_objects(rng, size, prof)
+        rgb = _render(rng, size, alpha, SHIFT_LOOK if shifted else SOURCE_LOOK, prof["contrast"])
         images[i] = np.floor(rgb * 255.0 + 0.5).astype(np.uint8)
         masks[i] = mask
-    prefix = "synth_shift" if shifted else "synth"
+    prefix = dataset_name(profile, shifted)
     width = max(5, len(str(n - 1)))
     ids = [f"{prefix}_{i:0{width}d}" for i in range(n)]
     return images, masks, ids
