@@ -68,3 +68,125 @@ def venv_env() -> dict:
                  "DVC_NO_ANALYTICS": "1"}.items():
         env[k] = v
     return env
+
+
+# --- One tiny-grid `dvc repro` clone per test session --------------------------------------------
+# Built once (about 3 minutes on 2 cores) and shared by the end-to-end, remote, verify and sweep
+# tests. Tests must not modify it: a test that changes files works on `copy_repo(...)` of it.
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "ubench-tests", "GIT_AUTHOR_EMAIL": "tests@ubench.invalid",
+                "GIT_COMMITTER_NAME": "ubench-tests", "GIT_COMMITTER_EMAIL": "tests@ubench.invalid"}
+
+
+def repo_env(**extra: str) -> dict:
+    """venv_env() for commands run inside a clone: ``PYTHONPATH=.`` so that a stage imports the
+    ubench package of the directory it runs in (the code whose hashes dvc.lock records; in a queued
+    experiment, the experiment's own copy), not the editable install of the working tree."""
+    env = venv_env()
+    env["PYTHONPATH"] = "."
+    env.update(GIT_IDENTITY)
+    env.update(extra)
+    return env
+
+
+def run_in(repo: Path, *cmd: str, check: bool = True, env: dict | None = None,
+           timeout: float | None = 900):
+    """Run ``cmd`` in ``repo``; on ``check``, fail the test with the command's output tail."""
+    import subprocess
+
+    r = subprocess.run(list(cmd), cwd=repo, env=env or repo_env(), capture_output=True, text=True,
+                       timeout=timeout)
+    if check and r.returncode != 0:
+        pytest.fail(f"`{' '.join(cmd)}` exited {r.returncode} in {repo}:\n"
+                    f"{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+def clone_tiny(dst: Path) -> Path:
+    """Copy the files git would ship (tracked + untracked-not-ignored) into a fresh git repo at
+    ``dst``, with the tiny params (every key spelled out: dvc.yaml interpolates them) and no
+    dvc.lock, and commit them."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from ubench.config import as_dict
+
+    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=REPO_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listing):
+        src = REPO_ROOT / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    (dst / "dvc.lock").unlink(missing_ok=True)
+    params = as_dict(config_from_dict(tiny_params()))
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_in(dst, "git", "init", "-q")
+    run_in(dst, "git", "add", "-A")
+    run_in(dst, "git", "commit", "-q", "-m", "tiny grid")
+    return dst
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    """A private copy of a clone (git history, workspace, DVC cache) that a test may modify.
+
+    DVC cache files are read-only and never rewritten in place, so they are hard-linked (fast, no
+    extra disk); everything else is copied."""
+    import shutil
+
+    cache = str(src / ".dvc" / "cache") + os.sep
+
+    def _copy(s: str, d: str) -> None:
+        if s.startswith(cache):
+            try:
+                os.link(s, d)
+                return
+            except OSError:
+                pass
+        shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=_copy)
+    return dst
+
+
+class TinyRepo:
+    """The shared clone: ``path`` (do not modify), ``first_repro`` (stdout of the first
+    `dvc repro`), ``lock`` (its dvc.lock, parsed)."""
+
+    def __init__(self, path: Path, first_repro: str):
+        import yaml
+
+        self.path = path
+        self.first_repro = first_repro
+        self.lock = yaml.safe_load((path / "dvc.lock").read_text())
+
+    def out_hashes(self) -> dict[str, str]:
+        """{output path: md5} over every stage of the recorded dvc.lock."""
+        return {o["path"]: o["md5"] for body in self.lock["stages"].values()
+                for o in body.get("outs", [])}
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> TinyRepo:
+    """A clone of this repository with the tiny grid, `dvc repro`-ed once, dvc.lock committed.
+
+    Its default DVC remote (`local`, ../../ubench-dvc-store relative to .dvc/) is the folder
+    ``<tmp>/ubench-dvc-store`` beside it."""
+    repo = clone_tiny(tmp_path_factory.mktemp("tiny") / "repo")
+    first = run_in(repo, "dvc", "repro", timeout=1800)
+    run_in(repo, "git", "add", "-A")
+    run_in(repo, "git", "commit", "-q", "-m", "dvc.lock of the tiny grid")
+    return TinyRepo(repo, first.stdout)
+
+
+@pytest.fixture
+def tiny_copy(tiny_repo, tmp_path):
+    """A private, modifiable copy of the shared clone at ``tmp_path/repo`` (about 0.5 GB: removed
+    after the test, as is everything else the test put in ``tmp_path``)."""
+    import shutil
+
+    yield copy_repo(tiny_repo.path, tmp_path / "repo")
+    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--format", required=True, dest="fmt",
                     help="raw format name (the `format` column of `ubench datasets list`)")
 
-    p = sub.add_parser("verify", help="rerun recorded stages in a scratch workspace and compare with dvc.lock",
+    p = sub.add_parser("verify", help="rerun recorded stages in a scratch copy and compare with dvc.lock",
                        description="Rerun STAGES (default: every stage in dvc.lock; a group name such "
                        "as `train` means all of its stages) in a temporary copy of the repository that "
                        "reads the DVC cache, each on its recorded inputs, and compare every output's "
@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stages", nargs="*", help="stage or group names (default: all)")
     p.add_argument("--tolerance", type=float, default=0.5,
                    help="relative tolerance on measured values (FPS, U-Score), default 0.5 = ±50%%")
-    p.add_argument("--workdir", type=Path, default=None, help="where the scratch workspace goes (default: temp)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="where the scratch workspace goes (default: the system temp folder)")
     p.add_argument("--keep", action="store_true", help="keep the scratch workspace (its path is printed)")
     p.add_argument("--quiet", action="store_true", help="do not echo dvc's output")
 

@@ -37,8 +37,8 @@ LOBULATED_PROB = 0.5  # else an ellipse
 PROFILES = {
     "base": {"counts": OBJECT_COUNT_PROBS, "radius": RADIUS_RANGE, "lobulated": LOBULATED_PROB,
              "harmonics": 1.0, "contrast": 1.0, "edge": 1.0},
-    "small": {"counts": (0.03, 0.27, 0.30, 0.40), "radius": (0.035, 0.075), "lobulated": 0.8,
-              "harmonics": 1.4, "contrast": 0.2, "edge": 1.0},
+    "small": {"counts": (0.03, 0.27, 0.30, 0.40), "radius": (0.05, 0.10), "lobulated": 0.8,
+              "harmonics": 1.4, "contrast": 0.25, "edge": 1.0},
     "ragged": {"counts": (0.03, 0.77, 0.20, 0.0), "radius": (0.22, 0.34), "lobulated": 1.0,
                "harmonics": 4.5, "contrast": 0.1, "edge": 3.0},
 }

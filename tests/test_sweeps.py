@@ -1,0 +1,71 @@
+"""A queued sweep over `candidate.model` on a copy of the shared tiny clone.
+
+`dvc exp run --queue -S candidate.model=...` for two models of the tiny grid (the candidate
+stage reuses their checkpoints), `dvc queue start -j 2`, then `dvc exp show --json` lists both
+experiments with metrics/candidate.json: U-Net's deltas against itself are 0, the other model's
+are not. Queued experiments see committed files only: the shared clone has everything committed,
+dvc.lock included. Git identity comes from the environment (repo_env).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import run_in
+
+MODELS = ("unet", "attention_unet")
+
+
+def _experiments(show: list[dict]) -> dict[str, dict]:
+    """{candidate.model: the experiment's data} from `dvc exp show --json` (DVC 3 layout)."""
+    found = {}
+
+    def visit(node):
+        if isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, dict) and node.get("name") and data.get("params"):
+                model = data["params"]["params.yaml"]["data"]["candidate"]["model"]
+                found[model] = data
+            for v in node.values():
+                visit(v)
+        elif isinstance(node, list):
+            for v in node:
+                visit(v)
+
+    for row in show:
+        visit(row.get("experiments") or [])
+    return found
+
+
+def test_queued_candidate_sweep(tiny_copy):
+    repo = tiny_copy
+    for model in MODELS:
+        run_in(repo, "dvc", "exp", "run", "--queue", "-S", f"candidate.model={model}")
+    run_in(repo, "dvc", "queue", "start", "-j", "2")
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            status = run_in(repo, "dvc", "queue", "status").stdout
+            if not any(w in status for w in ("Queued", "Running")):
+                break
+            assert time.monotonic() < deadline, f"queue still busy after 600 s:\n{status}"
+            time.sleep(3)
+    finally:
+        run_in(repo, "dvc", "queue", "stop", check=False)
+    assert status.count("Success") == 2, status + "\n" + "\n".join(
+        run_in(repo, "dvc", "queue", "logs", line.split()[1], check=False).stdout[-3000:]
+        for line in status.splitlines() if "Failed" in line)
+
+    exps = _experiments(json.loads(run_in(repo, "dvc", "exp", "show", "--json").stdout))
+    assert set(exps) == set(MODELS), sorted(exps)
+    cand = {m: exps[m]["metrics"]["metrics/candidate.json"]["data"] for m in MODELS}
+    assert cand["unet"]["model"] == "unet" and cand["attention_unet"]["model"] == "attention_unet"
+    assert cand["unet"]["mean_delta_iou"] == 0
+    assert cand["unet"]["datasets"]["synth"]["delta_iou"] == 0
+    assert cand["attention_unet"]["mean_delta_iou"] != 0
+    assert cand["unet"]["mean_iou"] != cand["attention_unet"]["mean_iou"]
+    delta = cand["attention_unet"]["mean_iou"] - cand["unet"]["mean_iou"]
+    assert cand["attention_unet"]["mean_delta_iou"] == pytest.approx(delta, abs=1e-6)
