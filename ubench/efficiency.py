@@ -15,8 +15,7 @@ import time
 import torch
 
 from ubench.models import create_model, model_info
-from ubench.runtime import cpu_threads, device, make_deterministic
-from ubench.train import final_output
+from ubench.runtime import cpu_threads, device, final_output, make_deterministic
 
 
 def count_params(model: torch.nn.Module) -> int:

@@ -28,7 +28,7 @@ def make_deterministic(seed: int, threads: int = 0) -> int:
     n = cpu_threads(threads)
     torch.set_num_threads(n)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
+    _deterministic_kernels()
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
@@ -36,6 +36,26 @@ def make_deterministic(seed: int, threads: int = 0) -> int:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     return n
+
+
+def _deterministic_kernels() -> None:
+    """``torch.use_deterministic_algorithms(True)`` for eager code, without its 1.4 s import.
+
+    The public call also imports ``torch._inductor.config`` to set a flag for compiled graphs;
+    ubench never compiles, and that import costs 1.4 s in each of the pipeline's ~70 stage
+    processes. The eager flag is the one the public call sets; if a future torch lacks the
+    private setter, the public call is used.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # pragma: no cover - depends on the torch version
+        torch.use_deterministic_algorithms(True)
+    else:
+        setter(True, warn_only=False)
+
+
+def final_output(out):
+    """The final prediction of a model (deep-supervision models return a list, final last)."""
+    return out[-1] if isinstance(out, (list, tuple)) else out
 
 
 def device() -> torch.device:

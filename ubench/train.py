@@ -23,7 +23,7 @@ from ubench.errors import UbenchError
 from ubench.io import atomic_dir, write_bytes_atomic
 from ubench.metrics import binary_metrics, multiclass_metrics, threshold_logits
 from ubench.models import create_model
-from ubench.runtime import device, make_deterministic
+from ubench.runtime import device, final_output, make_deterministic
 
 
 # Metrics are computed per image, so the evaluation batch size changes speed, not results
@@ -38,11 +38,6 @@ def make_dataset(prepared: Path, split: str | None, cfg: Config, augment: bool) 
         prepared, split, mean=d.mean, std=d.std, max_pixel_value=d.max_pixel_value,
         extra_divide=d.extra_divide, augment=augment, seed=cfg.train.seed,
     )
-
-
-def final_output(out):
-    """The final prediction of a model (deep-supervision models return a list, final last)."""
-    return out[-1] if isinstance(out, (list, tuple)) else out
 
 
 def make_loss(cfg: Config, num_classes: int = 1):
