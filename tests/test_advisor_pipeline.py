@@ -131,3 +131,26 @@ def test_advise_by_uscore_uses_speed(grid_dir, monkeypatch, capsys):
         from ubench.advisor.service import recommend
 
         recommend("synth", top=0)
+
+
+def test_a_published_advisor_needs_nothing_else(grid_dir, monkeypatch, tmp_path, capsys):
+    """What `dvc pull models/advisor.json` gives a user: the model file alone ranks models for
+    their own prepared dataset: no leaderboard, metrics or checkpoints in the workspace."""
+    import shutil
+
+    from ubench.pipeline import run_advisor
+
+    root, cfg = grid_dir
+    monkeypatch.chdir(root)
+    run_advisor(cfg)
+    (tmp_path / "models").mkdir()
+    shutil.copy(root / paths.ADVISOR_MODEL, tmp_path / paths.ADVISOR_MODEL)
+    shutil.copytree(root / "data/prepared/synth_ragged", tmp_path / "mine")
+    manifest = json.loads((tmp_path / "mine/manifest.json").read_text())
+    del manifest["attributes"]  # prepared by an older ubench: attributes are computed on the fly
+    (tmp_path / "mine/manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.chdir(tmp_path)
+    assert main(["advise", "--dataset", "mine", "--top", "2"]) == 0  # a folder, relative or not
+    out = capsys.readouterr().out
+    assert "Advice for synth_ragged" in out and len([ln for ln in out.splitlines() if ln.startswith("| 2 |")]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "models"]
