@@ -145,3 +145,14 @@ def test_seeded_group_split_never_splits_a_group(tmp_path):
 def test_get_converter_unknown_name():
     with pytest.raises(UbenchError, match="unknown format"):
         get_converter("kvasir_seg")
+
+
+def test_check_reports_a_bad_split_file_instead_of_stopping(tmp_path, capsys):
+    from tests.test_prepare import make_layout
+
+    make_layout(tmp_path / "d", n=3)
+    (tmp_path / "d" / "train.txt").write_text("case00\nnosuch\n")
+    (tmp_path / "d" / "val.txt").write_text("case01\n")
+    assert main(["datasets", "check", str(tmp_path / "d"), "--format", "ubench"]) == 1
+    out = capsys.readouterr().out
+    assert "train.txt/val.txt" in out and "'nosuch'" in out and "NOT OK" in out

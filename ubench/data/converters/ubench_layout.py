@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path, PurePosixPath
 
-from ubench.data.converters.base import RawItem
+from ubench.data.converters.base import Problem, RawItem
 from ubench.data.converters.paired import PairedFolders
 from ubench.errors import UbenchError
 
@@ -86,7 +86,10 @@ class UBenchLayout(PairedFolders):
     def scan(self, root: Path):
         result = super().scan(root)
         if not result.problems:
-            result.official_split = read_split_names(Path(root), result.items)
+            try:
+                result.official_split = read_split_names(Path(root), result.items)
+            except UbenchError as exc:  # reported like any bad file, so `datasets check` lists it
+                result.problems.append(Problem("train.txt/val.txt", exc.what))
             result.split_files = tuple(Path(root) / n for n in SPLIT_FILES if (Path(root) / n).is_file())
         return result
 
