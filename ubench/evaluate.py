@@ -60,15 +60,12 @@ def csv_text(frame: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
-def _dataset_record(prepared: Path) -> dict:
+def _dataset_record(ds) -> dict:
     """What the model advisor needs to know about the evaluated dataset (from its manifest)."""
-    import json
-
-    manifest = json.loads((Path(prepared) / "manifest.json").read_text(encoding="utf-8"))
     return {
-        "name": manifest.get("name", Path(prepared).name),
-        "modality": manifest.get("modality", "unknown"),
-        "attributes": manifest.get("attributes"),
+        "name": ds.manifest.get("name", ds.prepared_dir.name),
+        "modality": ds.manifest.get("modality", "unknown"),
+        "attributes": ds.manifest.get("attributes"),
     }
 
 
@@ -107,7 +104,7 @@ def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split:
         "class_names": class_names,
         "metrics": summarize(frame),
         "train": as_dict(cfg.train),
-        "dataset_info": _dataset_record(prepared),
+        "dataset_info": _dataset_record(ds),
     }
     write_text_atomic(csv_path, csv_text(frame))
     write_json_atomic(json_path, summary)

@@ -37,7 +37,7 @@ def _read(path: Path, what: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def model_record(cfg: Config, model: str, with_speed: bool) -> dict:
+def model_record(model: str, with_speed: bool) -> dict:
     """Attributes of one model of the grid (from the registry and the efficiency stages)."""
     from ubench.models import model_info
 
@@ -71,7 +71,7 @@ def dataset_record(dataset: str, model: str) -> dict:
 def build_table(cfg: Config, by: str) -> tuple[pd.DataFrame, dict[str, dict]]:
     """(table of (dataset, model) rows, per-model records) for the grid's in-domain datasets."""
     board = _read(paths.LEADERBOARD_JSON, "leaderboard")
-    models = {m: model_record(cfg, m, with_speed=by == "uscore") for m in cfg.grid.models}
+    models = {m: model_record(m, with_speed=by == "uscore") for m in cfg.grid.models}
     rows = []
     for ds in cfg.grid.datasets:
         entries = board["datasets"][ds]["models"]

@@ -90,6 +90,7 @@ class SegmentationDataset(Dataset):
         self.all_ids: list[str] = list(manifest["ids"])
         self.num_classes = int(manifest.get("num_classes", 1))  # model outputs: 1 = binary
         self.class_names = list(manifest.get("class_names", ["foreground"]))
+        self.manifest = manifest  # e.g. modality and attributes, recorded by evaluate
         if split is None:
             self.indices = list(range(len(self.all_ids)))
         elif split in SPLITS:

@@ -114,6 +114,14 @@ def validate_sample(sample: Sample, item: RawItem, root: Path, num_classes: int)
         raise UbenchError(f"{where}: mask has class {top}, expected at most {limit}", "check the mask values")
 
 
+def decode_item(conv: Converter, root: Path, item: RawItem) -> list[Sample]:
+    """The item's samples, decoded and validated (a UbenchError names what is wrong)."""
+    samples = conv.load(root, item)
+    for s in samples:
+        validate_sample(s, item, root, conv.num_classes)
+    return samples
+
+
 def check_folder(conv: Converter, root: Path) -> tuple[ScanResult, list[Problem], int]:
     """Scan and decode everything, collecting problems instead of stopping (``datasets check``).
 
@@ -127,10 +135,7 @@ def check_folder(conv: Converter, root: Path) -> tuple[ScanResult, list[Problem]
     good = 0
     for item in scan.items:
         try:
-            samples = conv.load(root, item)
-            for s in samples:
-                validate_sample(s, item, root, conv.num_classes)
-            good += len(samples)
+            good += len(decode_item(conv, root, item))
         except UbenchError as exc:
             problems.append(Problem(relative(item.image, root), exc.what))
     if not scan.items and not problems:
@@ -177,10 +182,7 @@ def convert_folder(
         items = tqdm(items, desc=f"converting {root.name} ({conv.name})", mininterval=1.0, leave=False)
     for item in items:
         try:
-            loaded = conv.load(root, item)
-            for s in loaded:
-                validate_sample(s, item, root, conv.num_classes)
-                samples.append(transform(s) if transform else s)
+            samples.extend(transform(s) if transform else s for s in decode_item(conv, root, item))
         except UbenchError as exc:
             problems.append(Problem(relative(item.image, root), exc.what))
     if problems:
