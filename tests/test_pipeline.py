@@ -4,6 +4,7 @@ leave nothing behind, and named errors for bad input."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -75,6 +76,10 @@ def test_evaluate_writes_per_image_rows_and_summary(prepared_tiny, tiny_cfg):
     z = pipeline.run_evaluate(tiny_cfg, "unet", "synth", "synth_shift")
     n_target = json.loads((paths.prepared("synth_shift") / "manifest.json").read_text())["count"]
     assert z["n_images"] == n_target and z["zero_shot"] is True and z["source"] == "synth"
+    # zero-shot reads only what its stage declares: the checkpoint and the target's data
+    shutil.rmtree(paths.prepared("synth"))
+    again = pipeline.run_evaluate(tiny_cfg, "unet", "synth", "synth_shift")
+    assert again["metrics"] == z["metrics"]
 
 
 def test_ubench_protocol_is_labelled(workdir):

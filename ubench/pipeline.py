@@ -80,10 +80,9 @@ def run_evaluate(cfg: Config, model: str, dataset: str, target: str | None = Non
     from ubench.evaluate import evaluate_checkpoint
 
     _check_model(model)
-    source = _require_prepared(dataset)
     ckpt = paths.checkpoint(dataset, model)
-    if target is None:
-        return evaluate_checkpoint(model, ckpt, source, "test", cfg, paths.per_image_csv(dataset, model),
+    if target is None:  # zero-shot reads only the target's data (the stage's declared inputs)
+        return evaluate_checkpoint(model, ckpt, _require_prepared(dataset), "test", cfg, paths.per_image_csv(dataset, model),
                                    paths.eval_json(dataset, model), role={"dataset": dataset})
     tgt = _require_prepared(target)
     return evaluate_checkpoint(model, ckpt, tgt, None, cfg, paths.zeroshot_csv(dataset, target, model),
