@@ -22,11 +22,29 @@ TINY = {
 }
 
 
+def _merge(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in, key by key, one level deep per section."""
+    out = dict(base)
+    for section, values in extra.items():
+        if isinstance(values, dict) and isinstance(out.get(section), dict):
+            out[section] = {**out[section], **values}
+        else:
+            out[section] = values
+    return out
+
+
+def project_params() -> dict:
+    """The project's params.yaml: the one source of every value (the config has no defaults)."""
+    from ubench.config import read_params
+
+    return read_params(Path(__file__).resolve().parents[1] / "params.yaml")
+
+
 def tiny_params(**overrides) -> dict:
-    """A deep copy of TINY with section-level overrides merged in."""
+    """params.yaml with TINY's values, then section-level overrides, merged in (a deep copy)."""
     import copy
 
-    out = copy.deepcopy(TINY)
+    out = copy.deepcopy(_merge(project_params(), TINY))
     for section, values in overrides.items():
         if isinstance(values, dict):
             out.setdefault(section, {}).update(values)
@@ -190,3 +208,17 @@ def tiny_copy(tiny_repo, tmp_path):
 
     yield copy_repo(tiny_repo.path, tmp_path / "repo")
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# prepare_dataset keeps no defaults (params.yaml is the one source); tests that call it directly
+# state theirs here, once.
+PREPARE_TEST_KWARGS = {"raw_root": "data/raw", "image_size": 64, "protocol": "holdout", "split_seed": 41,
+                       "val_fraction": 0.2, "test_fraction": 0.2,
+                       "synthetic": {"n": 24, "size": 64, "seed": 41}}
+
+
+def prep(name, out_dir, **kwargs):
+    """``prepare_dataset`` with the tests' own values for every knob not given."""
+    from ubench.data.prepare import prepare_dataset
+
+    return prepare_dataset(name, out_dir, **{**PREPARE_TEST_KWARGS, **kwargs})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +21,11 @@ def test_help_lists_every_stage(capsys):
         assert cmd in out
 
 
+PARAMS_TEXT = (Path(__file__).resolve().parents[1] / "params.yaml").read_text()
+
+
 def test_unknown_model_is_a_clean_error(capsys, workdir):
-    (workdir / "params.yaml").write_text("{}\n")
+    (workdir / "params.yaml").write_text(PARAMS_TEXT)
     code = main(["train", "--model", "unetpp2", "--dataset", "synth"])
     err = capsys.readouterr().err
     assert code == 2
@@ -30,7 +34,7 @@ def test_unknown_model_is_a_clean_error(capsys, workdir):
 
 
 def test_bad_params_file_is_a_clean_error(capsys, workdir):
-    (workdir / "params.yaml").write_text("train:\n  epochs: many\n")
+    (workdir / "params.yaml").write_text(PARAMS_TEXT.replace("epochs: 3", "epochs: many"))
     assert main(["prepare", "synth"]) == 2
     err = capsys.readouterr().err
     assert "`train.epochs` must be an integer" in err and "fix:" in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import tiny_params
+from tests.conftest import _merge, project_params, tiny_params
 from ubench.config import as_dict, config_from_dict, load_config
 from ubench.errors import UbenchError
 
@@ -36,11 +36,18 @@ def test_defaults_round_trip_through_as_dict():
         ({"grid": {"datasets": ["busi"]}}, "not prepared by any stage"),
         ({"candidate": {"datasets": ["other"]}}, "not in `grid.datasets`"),
         ({"train": 5}, "must be a mapping"),
+        ({"grid": {"models": ["unet", "unett"]}}, "unknown model 'unett'"),
+        ({"candidate": {"model": "no_such_net"}}, "unknown model 'no_such_net'"),
+        ({"grid": {"datasets": ["../../../../tmp/x"]}}, "invalid dataset name '../../../../tmp/x'"),
+        ({"grid": {"datasets": ["synth"], "synthetic": ["synth", "/tmp/x"]}}, "invalid dataset name '/tmp/x'"),
+        ({"grid": {"transfer": [{"source": "synth", "target": ".."}]}}, "invalid dataset name '..'"),
+        ({"grid": {"synthetic": ["synth", "."]}}, "invalid dataset name '.'"),
+        ({"leaderboard": {"baseline": "../unet"}}, "invalid model name '../unet'"),
     ],
 )
 def test_bad_params_are_named_errors(raw, needle):
     with pytest.raises(UbenchError) as exc:
-        config_from_dict(raw)
+        config_from_dict(_merge(project_params(), raw))
     assert needle in str(exc.value)
     assert exc.value.fix  # every error says what to do
 
@@ -52,3 +59,57 @@ def test_unparsable_and_missing_files(tmp_path):
         load_config(bad)
     with pytest.raises(UbenchError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_params_yaml_is_the_only_source_of_values():
+    """No hidden defaults: a missing key or section is an error naming it, never a fallback."""
+    raw = project_params()
+    del raw["train"]["epochs"]
+    with pytest.raises(UbenchError, match=r"missing key `train.epochs`"):
+        config_from_dict(raw)
+    raw = project_params()
+    del raw["advisor"]
+    with pytest.raises(UbenchError, match=r"missing key `advisor`"):
+        config_from_dict(raw)
+    with pytest.raises(UbenchError, match="is empty"):
+        config_from_dict({})
+
+
+def test_errors_name_the_params_file_given(tmp_path):
+    mine = tmp_path / "my-params.yaml"
+    mine.write_text("")
+    with pytest.raises(UbenchError, match="my-params.yaml is empty"):
+        load_config(mine)
+    text = open("params.yaml").read().replace("epochs: 3", "epochs: 0")
+    mine.write_text(text)
+    with pytest.raises(UbenchError) as exc:
+        load_config(mine)
+    assert str(mine) in exc.value.what and "train.epochs" in exc.value.what
+
+
+def test_duplicate_yaml_key_is_refused(tmp_path):
+    dup = tmp_path / "params.yaml"
+    dup.write_text(open("params.yaml").read() + "\ntrain:\n  epochs: 99\n")
+    with pytest.raises(UbenchError, match="key 'train' given twice"):
+        load_config(dup)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(open("params.yaml").read().replace("  epochs: 3", "  epochs: 3\n  epochs: 4"))
+    with pytest.raises(UbenchError, match="key 'epochs' given twice"):
+        load_config(nested)
+
+
+def test_no_module_keeps_its_own_default_for_a_params_value():
+    """The config dataclasses and prepare_dataset take every value from params.yaml."""
+    import dataclasses
+    import inspect
+
+    from ubench import config
+    from ubench.data.prepare import prepare_dataset
+
+    for cls in [v for v in vars(config).values() if dataclasses.is_dataclass(v)]:
+        for f in dataclasses.fields(cls):
+            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, \
+                f"{cls.__name__}.{f.name} has a default"
+    sig = inspect.signature(prepare_dataset)
+    for name in ("image_size", "protocol", "split_seed", "val_fraction", "test_fraction", "raw_root"):
+        assert sig.parameters[name].default is inspect.Parameter.empty, name

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ubench.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegmentationDataset
-from ubench.data.prepare import prepare_dataset
+from tests.conftest import prep
 from ubench.errors import UbenchError
 
 N, S = 12, 16
@@ -160,7 +160,7 @@ def test_mask_stays_aligned_with_image(encoded):
 
 def test_works_on_a_prepared_synthetic_dataset(tmp_path):
     syn = {"n": 10, "size": 64, "seed": 3}
-    out = prepare_dataset("synth", tmp_path / "synth", image_size=32, synthetic=syn)
+    out = prep("synth", tmp_path / "synth", image_size=32, synthetic=syn)
     ds = SegmentationDataset(out, "train", augment=True)
     batch = next(iter(DataLoader(ds, batch_size=4)))
     assert batch["image"].shape == (4, 3, 32, 32) and batch["mask"].shape == (4, 1, 32, 32)

@@ -14,7 +14,7 @@ from tests.test_conv_volumes import make_acdc
 from ubench.cli import main
 from ubench.data.catalog import CATALOG
 from ubench.data.converters import all_converters, get_converter
-from ubench.data.prepare import prepare_dataset
+from tests.conftest import prep
 from ubench.data.registry import all_datasets, get_dataset, list_datasets
 from ubench.errors import UbenchError
 
@@ -84,7 +84,7 @@ def _tree_bytes(folder):
 def test_prepare_a_registered_format_is_stable_and_atomic(tmp_path):
     raw = tmp_path / "raw"
     build_kvasir(raw / "kvasir")
-    out = prepare_dataset("kvasir", tmp_path / "p1", raw_root=raw, image_size=16, test_fraction=0.5,
+    out = prep("kvasir", tmp_path / "p1", raw_root=raw, image_size=16, test_fraction=0.5,
                           val_fraction=0.25, protocol="ubench")
     man = json.loads((out / "manifest.json").read_text())
     assert man["raw_format"] == "kvasir" and man["modality"] == "endoscopy" and man["num_classes"] == 1
@@ -96,23 +96,23 @@ def test_prepare_a_registered_format_is_stable_and_atomic(tmp_path):
     before = _tree_bytes(out)
     # an unrelated dataset appearing next to it changes nothing in this one's prepared bytes
     build_busi(raw / "busi")
-    prepare_dataset("busi", tmp_path / "pb", raw_root=raw, image_size=16)
-    again = prepare_dataset("kvasir", tmp_path / "p2", raw_root=raw, image_size=16, test_fraction=0.5,
+    prep("busi", tmp_path / "pb", raw_root=raw, image_size=16)
+    again = prep("kvasir", tmp_path / "p2", raw_root=raw, image_size=16, test_fraction=0.5,
                             val_fraction=0.25, protocol="ubench")
     assert _tree_bytes(again) == before
     # a broken raw file: a named error, no output, the previous output intact
     next((raw / "kvasir" / "images").glob("*.jpg")).write_bytes(b"\xff\xd8 truncated")
     with pytest.raises(UbenchError, match="kvasir"):
-        prepare_dataset("kvasir", tmp_path / "p1", raw_root=raw, image_size=16)
+        prep("kvasir", tmp_path / "p1", raw_root=raw, image_size=16)
     with pytest.raises(UbenchError):
-        prepare_dataset("kvasir", tmp_path / "p3", raw_root=raw, image_size=16)
+        prep("kvasir", tmp_path / "p3", raw_root=raw, image_size=16)
     assert not (tmp_path / "p3").exists() and _tree_bytes(tmp_path / "p1") == before
 
 
 def test_prepare_acdc_splits_by_patient_with_class_labels(tmp_path):
     raw = tmp_path / "raw"
     make_acdc(raw / "acdc")
-    out = prepare_dataset("acdc", tmp_path / "out", raw_root=raw, image_size=16, protocol="ubench")
+    out = prep("acdc", tmp_path / "out", raw_root=raw, image_size=16, protocol="ubench")
     man = json.loads((out / "manifest.json").read_text())
     splits = json.loads((out / "splits.json").read_text())
     assert man["num_classes"] == 4 and man["class_names"] == ["RV", "MYO", "LV"]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import ubench.data.synthetic as synthetic_mod
-from ubench.data.prepare import prepare_dataset
+from tests.conftest import prep
 from ubench.data.registry import get_dataset, list_datasets
 from ubench.errors import UbenchError
 
@@ -83,17 +83,17 @@ def test_registry_entries_and_user_folders(tmp_path):
 
 
 def test_synthetic_prepare_is_byte_identical(tmp_path):
-    a = prepare_dataset("synth", tmp_path / "a", image_size=32, synthetic=SYN)
-    b = prepare_dataset("synth", tmp_path / "b", image_size=32, synthetic=SYN)
+    a = prep("synth", tmp_path / "a", image_size=32, synthetic=SYN)
+    b = prep("synth", tmp_path / "b", image_size=32, synthetic=SYN)
     assert _read(a) == _read(b)
     # rebuilding in place over an existing output gives the same bytes again
-    prepare_dataset("synth", a, image_size=32, synthetic=SYN)
+    prep("synth", a, image_size=32, synthetic=SYN)
     assert _read(a) == _read(b)
     _assert_no_leftovers(tmp_path, {"a", "b"})
 
 
 def test_synthetic_canonical_form_and_manifest(tmp_path):
-    out = prepare_dataset("synth", tmp_path / "synth", image_size=32, synthetic=SYN)
+    out = prep("synth", tmp_path / "synth", image_size=32, synthetic=SYN)
     images = np.load(out / "images.npy", mmap_mode="r")
     masks = np.load(out / "masks.npy", mmap_mode="r")
     assert images.shape == (30, 32, 32, 3) and images.dtype == np.uint8
@@ -116,8 +116,8 @@ def test_synthetic_canonical_form_and_manifest(tmp_path):
 
 
 def test_synth_shift_uses_a_derived_seed(tmp_path):
-    src = prepare_dataset("synth", tmp_path / "s", image_size=32, synthetic=SYN)
-    sh = prepare_dataset("synth_shift", tmp_path / "t", image_size=32, synthetic=SYN)
+    src = prep("synth", tmp_path / "s", image_size=32, synthetic=SYN)
+    sh = prep("synth_shift", tmp_path / "t", image_size=32, synthetic=SYN)
     params = _json(sh, "manifest.json")["sources"]["params"]
     assert params["shifted"] is True and params["seed"] == synthetic_mod.shifted_seed(5)
     assert params["base_seed"] == 5
@@ -125,7 +125,7 @@ def test_synth_shift_uses_a_derived_seed(tmp_path):
 
 
 def test_holdout_splits_disjoint_and_covering(tmp_path):
-    out = prepare_dataset(
+    out = prep(
         "synth", tmp_path / "h", image_size=32, synthetic=SYN, val_fraction=0.2, test_fraction=0.3
     )
     sp = _json(out, "splits.json")
@@ -135,20 +135,20 @@ def test_holdout_splits_disjoint_and_covering(tmp_path):
     assert not (tr & va) and not (tr & te) and not (va & te)
     assert tr | va | te == set(range(30))
     assert all(sp[k] == sorted(sp[k]) for k in ("train", "val", "test"))
-    other = prepare_dataset("synth", tmp_path / "h2", image_size=32, synthetic=SYN, split_seed=7)
+    other = prep("synth", tmp_path / "h2", image_size=32, synthetic=SYN, split_seed=7)
     other_sp = _json(other, "splits.json")
     assert other_sp["test"] != sp["test"] or other_sp["val"] != sp["val"]
 
 
 def test_ubench_protocol_val_equals_test(tmp_path):
-    out = prepare_dataset("synth", tmp_path / "u", image_size=32, synthetic=SYN, protocol="ubench")
+    out = prep("synth", tmp_path / "u", image_size=32, synthetic=SYN, protocol="ubench")
     sp = _json(out, "splits.json")
     assert sp["protocol"] == "ubench" and sp["val"] == sp["test"] and len(sp["test"]) == 6
     assert not set(sp["train"]) & set(sp["test"]) and set(sp["train"]) | set(sp["test"]) == set(range(30))
 
 
 def test_tiny_dataset_still_gets_one_image_per_split(tmp_path):
-    out = prepare_dataset("synth", tmp_path / "t", image_size=16, synthetic={"n": 3, "size": 32, "seed": 1})
+    out = prep("synth", tmp_path / "t", image_size=16, synthetic={"n": 3, "size": 32, "seed": 1})
     sp = _json(out, "splits.json")
     assert len(sp["train"]) == len(sp["val"]) == len(sp["test"]) == 1
 
@@ -162,13 +162,14 @@ def test_tiny_dataset_still_gets_one_image_per_split(tmp_path):
         ({"val_fraction": 0.5, "test_fraction": 0.5}, "nothing to train"),
         ({"image_size": 0}, "image_size"),
         ({"synthetic": {"n": 10, "colour": 3}}, "colour"),
-        ({"synthetic": {"n": 2}}, "too small"),
+        ({"synthetic": {"n": 2, "size": 64, "seed": 1}}, "too small"),
+            ({"synthetic": {"n": 10}}, "needs exactly the parameters n, seed, size"),
     ],
 )
 def test_bad_parameters_raise(tmp_path, kwargs, match):
     kwargs = {"image_size": 32, "synthetic": SYN, **kwargs}
     with pytest.raises(UbenchError, match=match):
-        prepare_dataset("synth", tmp_path / "x", **kwargs)
+        prep("synth", tmp_path / "x", **kwargs)
     assert not (tmp_path / "x").exists()
 
 
@@ -178,7 +179,7 @@ def test_bad_parameters_raise(tmp_path, kwargs, match):
 def test_ubench_layout_prepares(tmp_path):
     raw = tmp_path / "raw"
     arrays = make_layout(raw / "mine", n=6, h=40, w=50)
-    out = prepare_dataset("mine", tmp_path / "out", raw_root=raw, image_size=32)
+    out = prep("mine", tmp_path / "out", raw_root=raw, image_size=32)
     man, sp = _json(out, "manifest.json"), _json(out, "splits.json")
     assert man["kind"] == "raw" and man["raw_format"] == "ubench" and man["ids"] == sorted(arrays) and man["count"] == 6
     assert man["original_sizes"] == {"min_height": 40, "max_height": 40, "min_width": 50, "max_width": 50}
@@ -192,7 +193,7 @@ def test_ubench_layout_prepares(tmp_path):
     expect = np.asarray(Image.fromarray(mask).resize((32, 32), Image.Resampling.NEAREST)) > 0
     assert np.array_equal(masks[3], expect.astype(np.uint8))
     assert sp["source"] == "seeded" and sorted(sp["train"] + sp["val"] + sp["test"]) == list(range(6))
-    again = prepare_dataset("mine", tmp_path / "out2", raw_root=raw, image_size=32)
+    again = prep("mine", tmp_path / "out2", raw_root=raw, image_size=32)
     assert _read(out) == _read(again)
 
 
@@ -214,7 +215,7 @@ def test_ubench_layout_pixel_formats(tmp_path):
     Image.fromarray(m01.astype(bool)).save(root / "masks" / "0" / "b.png")  # mode "1"
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "masks" / "0" / "c.png")
     Image.fromarray(np.full((16, 16), 255, np.uint8)).save(root / "masks" / "0" / "d.bmp")
-    out = prepare_dataset("fmt", tmp_path / "out", raw_root=tmp_path / "raw", image_size=16)
+    out = prep("fmt", tmp_path / "out", raw_root=tmp_path / "raw", image_size=16)
     images, masks = np.load(out / "images.npy"), np.load(out / "masks.npy")
     assert _json(out, "manifest.json")["ids"] == ["a", "b", "c", "d"]
     assert np.array_equal(images[0], np.repeat(gray[..., None], 3, axis=2))
@@ -236,12 +237,12 @@ def test_ubench_split_files(tmp_path):
     # stems and full file names are both accepted; blank lines are ignored
     train = ["case00", "case01.png", "case02", "case03", "case05", ""]
     _write_splits(raw / "d", train, ["case04", "case07.png"])
-    ub_dir = prepare_dataset("d", tmp_path / "ub", raw_root=raw, image_size=16, protocol="ubench")
+    ub_dir = prep("d", tmp_path / "ub", raw_root=raw, image_size=16, protocol="ubench")
     ub = _json(ub_dir, "splits.json")
     assert ub["source"] == "official" and ub["protocol"] == "ubench"
     assert ub["train"] == [0, 1, 2, 3, 5] and ub["val"] == ub["test"] == [4, 7]
     ho = _json(
-        prepare_dataset("d", tmp_path / "ho", raw_root=raw, image_size=16, val_fraction=0.4), "splits.json"
+        prep("d", tmp_path / "ho", raw_root=raw, image_size=16, val_fraction=0.4), "splits.json"
     )
     assert ho["test"] == [4, 7] and len(ho["val"]) == 2 and len(ho["train"]) == 3
     assert set(ho["val"]) | set(ho["train"]) == {0, 1, 2, 3, 5} and not set(ho["val"]) & set(ho["train"])
@@ -262,7 +263,7 @@ def test_bad_split_files(tmp_path, train, val, match):
     make_layout(raw / "d", n=4)
     _write_splits(raw / "d", train, val)
     with pytest.raises(UbenchError, match=match):
-        prepare_dataset("d", tmp_path / "out", raw_root=raw, image_size=16)
+        prep("d", tmp_path / "out", raw_root=raw, image_size=16)
     assert not (tmp_path / "out").exists()
 
 
@@ -271,7 +272,7 @@ def test_only_one_split_file_is_an_error(tmp_path):
     make_layout(raw / "d", n=4)
     (raw / "d" / "train.txt").write_text("case00\n")
     with pytest.raises(UbenchError, match="no val.txt"):
-        prepare_dataset("d", tmp_path / "out", raw_root=raw, image_size=16)
+        prep("d", tmp_path / "out", raw_root=raw, image_size=16)
 
 
 def _no_mask(root):
@@ -344,12 +345,12 @@ def _missing_raw(root):
 def test_bad_input_names_the_file_and_leaves_no_output(tmp_path, breaker):
     raw = tmp_path / "raw"
     make_layout(raw / "d", n=6)
-    prev = prepare_dataset("d", tmp_path / "prev", raw_root=raw, image_size=16)
+    prev = prep("d", tmp_path / "prev", raw_root=raw, image_size=16)
     before = _read(prev)
     named = breaker(raw / "d")
     for target in (tmp_path / "prev", tmp_path / "fresh"):
         with pytest.raises(UbenchError) as err:
-            prepare_dataset("d", target, raw_root=raw, image_size=16)
+            prep("d", target, raw_root=raw, image_size=16)
         assert named in str(err.value), str(err.value)
         assert err.value.fix
     assert not (tmp_path / "fresh").exists()
@@ -375,7 +376,7 @@ def test_dsb2018_sample_mask_survives_exactly(tmp_path):
     # a second copy with the raw 16-bit TIFF as the image: rescaled by its max on the way in
     (root / "images" / "nuclei16.tif").write_bytes((SAMPLE / "img2d.tif").read_bytes())
     Image.fromarray(truth.astype(np.uint8) * 255).save(root / "masks" / "0" / "nuclei16.png")
-    out = prepare_dataset(
+    out = prep(
         "dsb", tmp_path / "out", raw_root=tmp_path / "raw", image_size=512, protocol="ubench"
     )
     images, masks = np.load(out / "images.npy"), np.load(out / "masks.npy")
@@ -386,4 +387,4 @@ def test_dsb2018_sample_mask_survives_exactly(tmp_path):
     (root / "masks" / "0" / "nuclei16.png").unlink()
     (root / "masks" / "0" / "nuclei16.tif").write_bytes((SAMPLE / "mask2d.tif").read_bytes())
     with pytest.raises(UbenchError, match="nuclei16.tif.*not binary"):
-        prepare_dataset("dsb", tmp_path / "o2", raw_root=tmp_path / "raw", image_size=512, protocol="ubench")
+        prep("dsb", tmp_path / "o2", raw_root=tmp_path / "raw", image_size=512, protocol="ubench")

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ubench", description="Reproducible benchmark of U-Net variants for 2D medical image "
         "segmentation (after U-Bench, Tang et al. 2025).", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ubench import __version__
+
+    ap.add_argument("--version", action="version", version=f"ubench {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("prepare", help="convert a dataset into the prepared form (npy + splits + manifest)",
@@ -33,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(images/*.png, masks/0/*.png; train.txt/val.txt used when present).")
     p.add_argument("dataset")
     p.add_argument("--raw-root", type=Path, default=Path("data/raw"), help="where raw datasets live")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default data/prepared/DATASET)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default data/prepared/DATASET); replaced only if absent, empty or "
+                   "a previous prepared output, never the project, .git, data/raw or the raw input")
     _add_params(p)
 
     p = sub.add_parser("train", help="train one model on one prepared dataset (U-Bench protocol)")
@@ -178,7 +183,21 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """The one name rule (ubench.names) on every model and dataset argument, before any work."""
+    from ubench.names import check_name
+
+    for attr, kind in (("model", "model"), ("dataset", "dataset"), ("target", "dataset")):
+        value = getattr(args, attr, None)
+        if value is None or (args.command == "advise" and attr == "dataset"):  # advise takes a folder too
+            continue
+        check_name(kind, value, f"--{attr}" if args.command != "prepare" else "")
+    if args.command == "models" and args.models_command == "show":
+        check_name("model", args.name)
+
+
 def run(args: argparse.Namespace) -> int | None:
+    _check_names(args)
     if args.command == "verify":
         from ubench.verify import verify
 
@@ -259,6 +278,13 @@ def run(args: argparse.Namespace) -> int | None:
                               "see `ubench candidate --help`")
 
 
+def _report(what: str, fix: str) -> int:
+    print(f"error: {what}", file=sys.stderr)
+    if fix:
+        print(f"  fix: {fix}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -267,10 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except UbenchError as exc:
-        print(f"error: {exc.what}", file=sys.stderr)
-        if exc.fix:
-            print(f"  fix: {exc.fix}", file=sys.stderr)
-        return 2
+        return _report(exc.what, exc.fix)
+    except PermissionError as exc:
+        return _report(f"permission denied: {exc.filename or exc}",
+                       "make that folder writable for this user, or run where you may write")
+    except OSError as exc:  # a full disk, a read-only file system …: named, never a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _report(f"{exc.strerror or exc}{where}", "free space or fix permissions there, then rerun")
     return status or 0
 
 

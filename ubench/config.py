@@ -1,21 +1,25 @@
 """params.yaml → a typed, validated config.
 
-Every knob of the protocol lives in params.yaml (so DVC sees a change of protocol). This module turns
-it into frozen dataclasses and refuses a bad file with an error that names the key, the value and
-what is expected, instead of a traceback deep inside training.
+Every knob of the protocol lives in params.yaml (so DVC sees a change of protocol), and only there:
+the dataclasses below have no defaults, so a missing key is an error that names it, never a silent
+fallback to a second, different default. This module turns the file into frozen dataclasses and
+refuses a bad file (unknown or missing key, duplicate key, wrong type or value, unknown model or
+dataset name) with an error that names the file given, the key, the value and what is expected,
+instead of a traceback deep inside training.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ubench.errors import UbenchError, close_names
+from ubench.errors import UbenchError, close_names, unknown_name_error
+from ubench.names import check_name
 
 
 @dataclass(frozen=True)
@@ -26,89 +30,89 @@ class TransferPair:
 
 @dataclass(frozen=True)
 class GridConfig:
-    models: tuple[str, ...] = ("unet", "unetpp", "attention_unet")
-    datasets: tuple[str, ...] = ("synth",)
-    transfer: tuple[TransferPair, ...] = (TransferPair("synth", "synth_shift"),)
-    synthetic: tuple[str, ...] = ("synth", "synth_shift")
-    raw: tuple[str, ...] = ()
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+    transfer: tuple[TransferPair, ...]
+    synthetic: tuple[str, ...]
+    raw: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    n: int = 160
-    size: int = 128
-    seed: int = 41
+    n: int
+    size: int
+    seed: int
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    protocol: str = "holdout"
-    seed: int = 41
-    val_fraction: float = 0.2
-    test_fraction: float = 0.25
+    protocol: str
+    seed: int
+    val_fraction: float
+    test_fraction: float
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    image_size: int = 64
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    max_pixel_value: float = 255.0
-    extra_divide: float = 255.0
-    augment: bool = True
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    max_pixel_value: float
+    extra_divide: float
+    augment: bool
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    seed: int = 41
-    epochs: int = 6
-    batch_size: int = 8
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0001
-    poly_power: float = 0.9
-    lambda_ce: float = 0.5
-    lambda_dice: float = 1.0
-    num_workers: int = 0
-    threads: int = 0
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    poly_power: float
+    lambda_ce: float
+    lambda_dice: float
+    num_workers: int
+    threads: int
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    threshold: float = 0.5
+    threshold: float
 
 
 @dataclass(frozen=True)
 class SpeedConfig:
-    warmup: int = 3
-    repeats: int = 10
+    warmup: int
+    repeats: int
 
 
 @dataclass(frozen=True)
 class EfficiencyConfig:
-    input_size: int = 256
-    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    input_size: int
+    speed: SpeedConfig
 
 
 @dataclass(frozen=True)
 class LeaderboardConfig:
-    baseline: str = "unet"
-    alpha: float = 0.05
-    confidence: float = 0.95
+    baseline: str
+    alpha: float
+    confidence: float
 
 
 @dataclass(frozen=True)
 class CandidateConfig:
-    model: str = "unet"
-    datasets: tuple[str, ...] = ("synth",)
+    model: str
+    datasets: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class AdvisorConfig:
-    by: str = "iou"  # rank models by IoU (computed) or U-Score (needs the FPS measurements)
-    k: int = 5  # NDCG@k / MAP@k of the leave-one-dataset-out evaluation
-    seed: int = 41
-    n_estimators: int = 100
+    by: str  # rank models by IoU (computed) or U-Score (needs the FPS measurements)
+    k: int  # NDCG@k / MAP@k of the leave-one-dataset-out evaluation
+    seed: int
+    n_estimators: int
 
 
 ADVISOR_BY = ("iou", "uscore")
@@ -116,16 +120,16 @@ ADVISOR_BY = ("iou", "uscore")
 
 @dataclass(frozen=True)
 class Config:
-    grid: GridConfig = field(default_factory=GridConfig)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    efficiency: EfficiencyConfig = field(default_factory=EfficiencyConfig)
-    leaderboard: LeaderboardConfig = field(default_factory=LeaderboardConfig)
-    candidate: CandidateConfig = field(default_factory=CandidateConfig)
-    advisor: AdvisorConfig = field(default_factory=AdvisorConfig)
+    grid: GridConfig
+    synthetic: SyntheticConfig
+    split: SplitConfig
+    data: DataConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    efficiency: EfficiencyConfig
+    leaderboard: LeaderboardConfig
+    candidate: CandidateConfig
+    advisor: AdvisorConfig
 
 
 PROTOCOLS = ("holdout", "ubench")
@@ -140,24 +144,24 @@ def _type_name(tp: Any) -> str:
     )
 
 
-def _convert(value: Any, tp: Any, where: str) -> Any:
+def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert it (lists → tuples)."""
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise UbenchError(
-                f"params.yaml: `{where}` must be a mapping of keys, got {value!r}",
+                f"{source}: `{where}` must be a mapping of keys, got {value!r}",
                 f"write `{where}:` followed by indented keys ({', '.join(f.name for f in dataclasses.fields(tp))})",
             )
-        return _build(tp, value, where)
+        return _build(tp, value, where, source)
     origin = typing.get_origin(tp)
     if origin is tuple:
         (inner,) = typing.get_args(tp)[:1]
         if not isinstance(value, list):
             raise UbenchError(
-                f"params.yaml: `{where}` must be {_type_name(tp)}, got {value!r}",
+                f"{source}: `{where}` must be {_type_name(tp)}, got {value!r}",
                 f"write it as a YAML list, e.g. `{where}: [...]`",
             )
-        return tuple(_convert(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_convert(v, inner, f"{where}[{i}]", source) for i, v in enumerate(value))
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))
@@ -166,36 +170,57 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     )
     if not ok:
         raise UbenchError(
-            f"params.yaml: `{where}` must be {_type_name(tp)}, got {value!r} ({type(value).__name__})",
-            f"set `{where}` to {_type_name(tp)} (default: see the README's params table)",
+            f"{source}: `{where}` must be {_type_name(tp)}, got {value!r} ({type(value).__name__})",
+            f"set `{where}` to {_type_name(tp)} (see the comments in the project's params.yaml)",
         )
     return float(value) if tp is float else value
 
 
-def _build(cls: type, raw: dict, where: str) -> Any:
+def _build(cls: type, raw: dict, where: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    prefix = f"{where}." if where else ""
     for key in raw:
         if key not in names:
             close = close_names(str(key), names)
             hint = f"did you mean `{close[0]}`? " if close else ""
-            prefix = f"{where}." if where else ""
-            raise UbenchError(
-                f"params.yaml: unknown key `{prefix}{key}`",
-                f"{hint}known keys here: {', '.join(names)}",
-            )
-    kwargs = {}
-    for name in names:
-        if name in raw:
-            kwargs[name] = _convert(raw[name], hints[name], f"{where}.{name}" if where else name)
-    return cls(**kwargs)
+            raise UbenchError(f"{source}: unknown key `{prefix}{key}`", f"{hint}known keys here: {', '.join(names)}")
+    missing = [n for n in names if n not in raw]
+    if missing:
+        keys = ", ".join(f"`{prefix}{n}`" for n in missing)
+        raise UbenchError(
+            f"{source}: missing key{'s' if len(missing) > 1 else ''} {keys}",
+            "params.yaml is the one source of every value (ubench has no hidden defaults): copy the "
+            "missing keys from the project's params.yaml",
+        )
+    return cls(**{n: _convert(raw[n], hints[n], f"{prefix}{n}", source) for n in names})
 
 
-def _validate(cfg: Config) -> None:
+def _validate_names(cfg: Config, source: str) -> None:
+    """Every dataset and model name follows the name rule; every model is registered."""
+    from ubench.models.registry import known_model_names
+
+    g = cfg.grid
+    datasets = [("grid.datasets", d) for d in g.datasets] + [("grid.synthetic", d) for d in g.synthetic]
+    datasets += [("grid.raw", d) for d in g.raw] + [("candidate.datasets", d) for d in cfg.candidate.datasets]
+    datasets += [(f"grid.transfer[{i}]", d) for i, p in enumerate(g.transfer) for d in (p.source, p.target)]
+    for where, name in datasets:
+        check_name("dataset", name, f"{source} `{where}`")
+    models = [("grid.models", m) for m in g.models] + [("candidate.model", cfg.candidate.model),
+                                                        ("leaderboard.baseline", cfg.leaderboard.baseline)]
+    known = known_model_names()
+    for where, name in models:
+        check_name("model", name, f"{source} `{where}`")
+        if name not in known:
+            raise unknown_name_error("model", name, known, f"fix `{where}` in {source}")
+
+
+def _validate(cfg: Config, source: str) -> None:
     def need(cond: bool, what: str, fix: str) -> None:
         if not cond:
-            raise UbenchError(f"params.yaml: {what}", fix)
+            raise UbenchError(f"{source}: {what}", fix)
 
+    _validate_names(cfg, source)
     need(cfg.split.protocol in PROTOCOLS, f"`split.protocol` is {cfg.split.protocol!r}",
          f"use one of: {', '.join(PROTOCOLS)}")
     for key in ("val_fraction", "test_fraction"):
@@ -203,6 +228,8 @@ def _validate(cfg: Config) -> None:
         need(0.0 < v < 1.0, f"`split.{key}` is {v}", "use a fraction strictly between 0 and 1")
     need(cfg.split.val_fraction + cfg.split.test_fraction < 1.0,
          "`split.val_fraction + split.test_fraction` leaves no training images", "make their sum < 1")
+    need(cfg.synthetic.n >= 3 and cfg.synthetic.size >= 16,
+         f"`synthetic.n` is {cfg.synthetic.n} and `synthetic.size` {cfg.synthetic.size}", "use n >= 3 and size >= 16")
     need(cfg.data.image_size >= 32 and cfg.data.image_size % 32 == 0,
          f"`data.image_size` is {cfg.data.image_size}", "use a multiple of 32 (e.g. 64 or 256)")
     need(len(cfg.data.mean) == 3 and len(cfg.data.std) == 3 and all(s > 0 for s in cfg.data.std),
@@ -249,25 +276,49 @@ def _validate(cfg: Config) -> None:
              "the candidate is compared with the baseline's results there: add it to grid.datasets")
 
 
-def config_from_dict(raw: dict | None) -> Config:
-    """Build and validate a Config from parsed params.yaml content (missing keys take defaults)."""
-    cfg = _build(Config, raw or {}, "")
-    _validate(cfg)
+def config_from_dict(raw: dict | None, source: str = "params.yaml") -> Config:
+    """Build and validate a Config from parsed params content: every key must be there."""
+    if not raw:
+        raise UbenchError(f"{source} is empty", "copy the project's params.yaml: every key must be set")
+    cfg = _build(Config, raw, "", source)
+    _validate(cfg, source)
     return cfg
 
 
-def load_config(path: str | Path = "params.yaml") -> Config:
-    """Read and validate params.yaml; a missing or unparsable file is a UbenchError."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_params(path: str | Path) -> dict:
+    """Parse a params file strictly (duplicate keys refused); errors name the file given."""
     path = Path(path)
     if not path.exists():
-        raise UbenchError(f"{path} not found", "run ubench from the project root (where params.yaml is)")
+        raise UbenchError(f"{path} not found", "run ubench from the project root (where params.yaml is), "
+                          "or pass --params PATH")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise UbenchError(f"{path} is not valid YAML: {exc}", "fix the syntax at the line shown") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UbenchError(f"cannot read {path}: {exc}", "check the file's permissions and encoding") from exc
     if raw is not None and not isinstance(raw, dict):
-        raise UbenchError(f"{path} must be a mapping of sections", "see the README's params table")
-    return config_from_dict(raw)
+        raise UbenchError(f"{path} must be a mapping of sections", "see the project's params.yaml")
+    return raw or {}
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate a params file; every problem is a UbenchError naming that file."""
+    return config_from_dict(read_params(path), source=str(path))
 
 
 def as_dict(cfg: Any) -> Any:
@@ -277,5 +328,3 @@ def as_dict(cfg: Any) -> Any:
     if isinstance(cfg, tuple):
         return [as_dict(v) for v in cfg]
     return cfg
-
-

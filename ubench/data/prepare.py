@@ -39,9 +39,11 @@ from ubench.data.converters.pixels import resize_image, resize_mask
 from ubench.data.registry import get_dataset
 from ubench.errors import UbenchError
 from ubench.io import atomic_dir, save_npy_atomic, sha256_file, write_json_atomic
+from ubench.names import check_name
+from ubench.output_guard import check_replaceable
 
 PROTOCOLS = ("holdout", "ubench")
-SYNTHETIC_DEFAULTS = {"n": 100, "size": 128, "seed": 41}
+SYNTHETIC_KEYS = ("n", "seed", "size")
 
 
 def _count(fraction: float, n: int) -> int:
@@ -142,19 +144,19 @@ def official_splits(
 
 
 def _synthetic_params(name: str, synthetic_args: dict | None) -> dict:
-    params = dict(SYNTHETIC_DEFAULTS)
-    unknown = sorted(set(synthetic_args or {}) - set(params))
-    if unknown:
+    given = set(synthetic_args or {})
+    if given != set(SYNTHETIC_KEYS):
         raise UbenchError(
-            f"unknown synthetic parameter(s) {', '.join(unknown)}",
-            f"use only {', '.join(sorted(SYNTHETIC_DEFAULTS))}",
+            f"synthetic dataset {name!r} needs exactly the parameters {', '.join(SYNTHETIC_KEYS)}; "
+            f"got {', '.join(sorted(given)) or 'none'}",
+            "pass the `synthetic` section of params.yaml (n, size, seed)",
         )
-    params.update(synthetic_args or {})
-    for key in ("n", "size", "seed"):
+    params = dict(synthetic_args or {})
+    for key in SYNTHETIC_KEYS:
         if isinstance(params[key], bool) or not isinstance(params[key], int):
             raise UbenchError(
                 f"synthetic {key} must be an integer, got {params[key]!r}",
-                f"set e.g. {key}={SYNTHETIC_DEFAULTS[key]}",
+                f"set `synthetic.{key}` in params.yaml to an integer",
             )
     if params["n"] < 3 or params["size"] < 16:
         raise UbenchError(
@@ -177,23 +179,28 @@ def prepare_dataset(
     name: str,
     out_dir: str | Path,
     *,
-    raw_root: str | Path = "data/raw",
-    image_size: int = 64,
-    protocol: str = "holdout",
-    split_seed: int = 41,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.2,
+    raw_root: str | Path,
+    image_size: int,
+    protocol: str,
+    split_seed: int,
+    val_fraction: float,
+    test_fraction: float,
     synthetic: dict | None = None,
 ) -> Path:
     """Build the prepared folder for dataset ``name`` at ``out_dir``; returns ``out_dir``.
 
-    ``synthetic`` = dict(n=, size=, seed=) for the synthetic datasets (defaults
-    ``SYNTHETIC_DEFAULTS``; ignored for other kinds, so one params section can serve every
-    dataset); ``synth_shift`` draws with ``shifted_seed(seed)`` and shifted=True.
+    Every knob comes from the caller (params.yaml through ``ubench.pipeline``): this function keeps
+    no defaults of its own, so there is one source of truth. ``synthetic`` = dict(n=, size=, seed=)
+    is needed for the synthetic datasets (ignored for other kinds, so one params section can serve
+    every dataset); ``synth_shift`` draws with ``shifted_seed(seed)`` and shifted=True.
+    ``out_dir`` is replaced only if it is absent, empty or a previous prepared output
+    (``ubench.output_guard``): never the project, ``.git``, ``data/raw`` or the raw input.
     """
     _check_params(image_size, protocol, val_fraction, test_fraction)
+    check_name("dataset", name)
     info = get_dataset(name, raw_root=raw_root)
     out_dir = Path(out_dir)
+    check_replaceable(out_dir, kind="prepared", protected=[raw_root, Path(raw_root) / name])
     groups: list[str] | None = None
     official = None
     class_names = list(info.class_names)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ubench.errors import UbenchError, unknown_name_error
+from ubench.names import check_name
 
 KINDS = ("synthetic", "raw")
 ROLES = ("in-domain", "zero-shot")
@@ -127,8 +128,9 @@ def get_dataset(name: str, raw_root: str | Path = "data/raw") -> DatasetInfo:
     reg = _registry()
     if name in reg:
         return reg[name]
+    check_name("dataset", name)
     folder = Path(raw_root) / name
-    if name and "/" not in name and "\\" not in name and folder.is_dir():
+    if folder.is_dir():
         if not is_ubench_layout(folder):
             raise UbenchError(
                 f"{folder} exists but is not in U-Bench's layout (no images/ folder)",

@@ -13,10 +13,12 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from ubench.errors import UbenchError, unknown_name_error
+
+if TYPE_CHECKING:  # the registry itself needs no torch: `known_model_names` stays cheap
+    import torch.nn as nn
 
 FAMILIES = ("cnn", "transformer", "mamba", "rwkv", "hybrid")
 _PACKAGE = "ubench.models"
@@ -62,7 +64,7 @@ class ModelInfo:
         return -(-at_least // self.size_multiple) * self.size_multiple
 
 
-_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+_FACTORIES: dict[str, Callable[..., "nn.Module"]] = {}
 _INFO: dict[str, ModelInfo] = {}
 _IMPORT_ERRORS: dict[str, Exception] = {}
 
@@ -117,6 +119,11 @@ def _load(name: str) -> None:
             f"module ubench/models/{name}.py registers no model named {name!r}",
             "decorate its factory `def " + name + "(...)` with @register_model",
         )
+
+
+def known_model_names() -> list[str]:
+    """Registered model names without importing any model (one file per model: its stem)."""
+    return _module_names()
 
 
 def is_model(name: str) -> bool:
