@@ -113,17 +113,26 @@ def test_one_dataset_grid_gives_a_clear_message(grid_dir, monkeypatch, tmp_path,
 
 
 def test_advise_by_uscore_uses_speed(grid_dir, monkeypatch, capsys):
-    from ubench.pipeline import run_advisor, run_speed
+    from ubench.pipeline import run_advisor, run_speed, run_uscore
 
     root, cfg = grid_dir
     monkeypatch.chdir(root)
     for m in MODELS:
         run_speed(cfg, m)
-    by_u = config_from_dict({**tiny_params(grid={"models": MODELS, "datasets": ["synth", "synth_ragged"],
-                                                 "transfer": [], "synthetic": ["synth", "synth_ragged"]}),
-                             "advisor": {"by": "uscore", "n_estimators": 20, "k": 2}})
+    by_u = config_from_dict(tiny_params(grid={"models": MODELS, "datasets": ["synth", "synth_ragged"],
+                                              "transfer": [], "synthetic": ["synth", "synth_ragged"]},
+                                        advisor={"by": "uscore", "n_estimators": 20, "k": 2}))
+    with pytest.raises(UbenchError, match="uscore.json"):  # the advisor ranks by the stage's U-Scores
+        run_advisor(by_u)
+    report = run_uscore(by_u)
     m = run_advisor(by_u)
     assert m["by"] == "uscore"
+    # the training table's scores are the per-dataset U-Scores of metrics/uscore.json
+    from ubench.advisor.table import build_table
+
+    table, _ = build_table(by_u, "uscore")
+    for row in table.itertuples():
+        assert row.score == report["datasets"][row.dataset]["uscore"][row.model]
     doc = json.loads(paths.ADVISOR_MODEL.read_text())
     assert "fps" in doc["numeric_features"] and all(r["fps"] > 0 for r in doc["model_table"].values())
     assert main(["advise", "--dataset", "synth", "--by", "uscore", "--min-fps", "0.5"]) == 0

@@ -13,7 +13,7 @@ from PIL import Image
 from ubench.analysis.leaderboard import build_leaderboard, render_markdown
 from ubench.analysis.plots import leaderboard_plot_rows, plot_iou_ci, plot_iou_vs_uscore
 from ubench.analysis.stats import holm, paired_test
-from ubench.analysis.uscore import uscore_table
+from ubench.analysis.uscore import uscore_report
 
 IDS = ["img0", "img1", "img2", "img3", "img4"]
 UNET = [0.70, 0.60, 0.80, 0.75, 0.65]  # mean 0.70
@@ -110,10 +110,14 @@ def test_zeroshot_and_overall():
     assert [zm["a"]["p_holm"], zm["b"]["p_holm"]] == pytest.approx(
         holm([zm["a"]["p_ttest"], zm["b"]["p_ttest"]]))
     assert set(zm["a"]) == {"iou_mean", "iou_ci_low", "iou_ci_high", "delta_iou", "p_ttest",
-                            "p_wilcoxon", "p_holm", "significant", "drop_vs_in_domain"}
+                            "p_wilcoxon", "p_holm", "significant", "drop_vs_in_domain",
+                            "degenerate", "degenerate_kind", "trivial_share", "pred_empty_share",
+                            "pred_full_share"}
+    # tables without the foreground columns: degeneracy unknown (None), never claimed fine
+    assert zm["a"]["degenerate"] is None and zm["a"]["pred_empty_share"] is None
     ov = board["overall"]
     assert ov["b"] == {"mean_iou": pytest.approx(0.58), "mean_rank": 3.0, "n_datasets": 1,
-                       "wins": 0, "losses": 1}
+                       "wins": 0, "losses": 1, "degenerate_on": []}
     assert ov["a"]["wins"] == 0 and ov["a"]["losses"] == 0
     assert ov["unet"]["wins"] == 0 and ov["unet"]["losses"] == 0
 
@@ -203,11 +207,11 @@ def test_plot_rows_sorted():
 
 def test_plots_are_valid_and_deterministic(tmp_path):
     board = build_leaderboard(*inputs())
-    table = uscore_table([
-        {"model": "unet", "iou": 0.70, "params_m": 34.5, "gflops": 65.5, "fps": 100.0},
-        {"model": "a", "iou": 0.73, "params_m": 1.5, "gflops": 0.6, "fps": 300.0},
-        {"model": "b", "iou": 0.58, "params_m": 10.0, "gflops": 8.0, "fps": 150.0},
-    ])
+    table = uscore_report(board, {
+        "unet": {"params_m": 34.5, "gflops": 65.5, "fps": 100.0, "device": "cuda: GPU"},
+        "a": {"params_m": 1.5, "gflops": 0.6, "fps": 300.0, "device": "cuda: GPU"},
+        "b": {"params_m": 10.0, "gflops": 8.0, "fps": 150.0, "device": "cuda: GPU"},
+    }, reference="ubench", floor=0.05)
     for name, draw, data in (("ci", plot_iou_ci, board), ("us", plot_iou_vs_uscore, table)):
         first, second = tmp_path / f"{name}1.png", tmp_path / f"{name}2.png"
         draw(data, first)

@@ -82,7 +82,7 @@ def test_multiclass_train_evaluate_leaderboard(workdir):
         run_evaluate(cfg, model, "mc", target="mc_shift")
     frame = pd.read_csv("results/per_image/mc/unet.csv")
     assert list(frame.columns) == ["id", "index", "iou", "dice", "se", "pc", "f1", "acc", "hd95",
-                                   *class_columns(CLASSES)]
+                                   *class_columns(CLASSES), "pred_fg", "true_fg"]
     assert len(frame) == 6
     per_class_mean = frame[["iou_RV", "iou_MYO", "iou_LV"]].mean(axis=1)
     assert np.allclose(frame["iou"], per_class_mean)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 import torch
 
@@ -70,7 +71,9 @@ def test_evaluate_writes_per_image_rows_and_summary(prepared_tiny, tiny_cfg):
     rows = paths.per_image_csv("synth", "unet").read_text().splitlines()
     splits = json.loads((paths.prepared("synth") / "splits.json").read_text())
     assert len(rows) == 1 + len(splits["test"]) == 1 + s["n_images"]
-    assert rows[0] == "id,index,iou,dice,se,pc,f1,acc,hd95"
+    assert rows[0] == "id,index,iou,dice,se,pc,f1,acc,hd95,pred_fg,true_fg"
+    # predicted/true foreground shares are recorded per image, summarised apart from the metrics
+    assert "pred_fg" not in s["metrics"] and 0.0 <= s["prediction"]["empty_share"] <= 1.0
     on_disk = json.loads(paths.eval_json("synth", "unet").read_text())
     assert on_disk["protocol"] == "holdout" and on_disk["split"] == "test"
     z = pipeline.run_evaluate(tiny_cfg, "unet", "synth", "synth_shift")
@@ -134,6 +137,16 @@ def test_candidate_report_has_the_same_keys_for_any_model(prepared_tiny):
     entry = other["datasets"]["synth"]
     assert entry["delta_iou"] == pytest.approx(entry["iou"] - entry["baseline_iou"])
     assert 0.0 <= entry["p_ttest"] <= 1.0
+    # collapsed models are named: the flags follow the per-image foreground shares
+    from ubench.analysis.degenerate import degeneracy
+
+    cand = degeneracy(pd.read_csv(paths.candidate_csv("synth")))
+    base_deg = degeneracy(pd.read_csv(paths.per_image_csv("synth", "unet")))
+    assert entry["degenerate"] is cand["degenerate"] and entry["pred_empty_share"] == cand["empty_share"]
+    assert entry["baseline_degenerate"] is base_deg["degenerate"]
+    assert other["degenerate"] is entry["degenerate"] and other["baseline_degenerate"] is base_deg["degenerate"]
+    assert any(w.startswith("candidate attention_unet on synth") for w in other["warnings"]) is cand["degenerate"]
+    assert any(w.startswith("baseline unet on synth") for w in other["warnings"]) is base_deg["degenerate"]
 
 
 def test_model_that_cannot_take_the_image_size_is_named(prepared_tiny, tiny_cfg, monkeypatch):

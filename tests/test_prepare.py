@@ -236,15 +236,15 @@ def test_ubench_split_files(tmp_path):
     make_layout(raw / "d", n=8)
     # stems and full file names are both accepted; blank lines are ignored
     train = ["case00", "case01.png", "case02", "case03", "case05", ""]
-    _write_splits(raw / "d", train, ["case04", "case07.png"])
+    _write_splits(raw / "d", train, ["case04", "case06", "case07.png"])  # every image listed
     ub_dir = prep("d", tmp_path / "ub", raw_root=raw, image_size=16, protocol="ubench")
     ub = _json(ub_dir, "splits.json")
     assert ub["source"] == "official" and ub["protocol"] == "ubench"
-    assert ub["train"] == [0, 1, 2, 3, 5] and ub["val"] == ub["test"] == [4, 7]
+    assert ub["train"] == [0, 1, 2, 3, 5] and ub["val"] == ub["test"] == [4, 6, 7]
     ho = _json(
         prep("d", tmp_path / "ho", raw_root=raw, image_size=16, val_fraction=0.4), "splits.json"
     )
-    assert ho["test"] == [4, 7] and len(ho["val"]) == 2 and len(ho["train"]) == 3
+    assert ho["test"] == [4, 6, 7] and len(ho["val"]) == 2 and len(ho["train"]) == 3
     assert set(ho["val"]) | set(ho["train"]) == {0, 1, 2, 3, 5} and not set(ho["val"]) & set(ho["train"])
     man = _json(tmp_path / "ho", "manifest.json")
     assert "train.txt" in man["sources"] and "val.txt" in man["sources"]
@@ -388,3 +388,16 @@ def test_dsb2018_sample_mask_survives_exactly(tmp_path):
     (root / "masks" / "0" / "nuclei16.tif").write_bytes((SAMPLE / "mask2d.tif").read_bytes())
     with pytest.raises(UbenchError, match="nuclei16.tif.*not binary"):
         prep("dsb", tmp_path / "o2", raw_root=tmp_path / "raw", image_size=512, protocol="ubench")
+
+
+def test_split_files_that_leave_images_out_are_refused(tmp_path):
+    """train.txt/val.txt listing only some images: refused with the count, ids and a fix (the rest
+    would have been converted but never used), and nothing is written."""
+    raw = tmp_path / "raw"
+    make_layout(raw / "d", n=5)
+    _write_splits(raw / "d", ["case00", "case01"], ["case02"])
+    with pytest.raises(UbenchError) as err:
+        prep("d", tmp_path / "out", raw_root=raw, image_size=16)
+    assert "2 of 5 image(s)" in err.value.what and "case03, case04" in err.value.what
+    assert "add each of them to train.txt or val.txt" in err.value.fix
+    assert not (tmp_path / "out").exists()

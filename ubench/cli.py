@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "a previous prepared output, never the project, .git, data/raw or the raw input")
     _add_params(p)
 
-    p = sub.add_parser("train", help="train one model on one prepared dataset (U-Bench protocol)")
+    p = sub.add_parser("train", help="train one model on one prepared dataset (U-Bench protocol)",
+                       description="Train MODEL on the train split of data/prepared/DATASET (prepare it "
+                       "first) with U-Bench's protocol and params.yaml's `train` section: SGD with "
+                       "polynomial decay, Dice+CE loss, the checkpoint of best validation IoU kept. "
+                       "Writes models/DATASET/MODEL.pt and the dvclive log metrics/train/DATASET/MODEL/, "
+                       "both only when training finishes.")
     p.add_argument("--model", required=True, help="registry name (see `ubench models list`)")
     p.add_argument("--dataset", required=True)
     _add_params(p)
@@ -54,18 +59,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=None, help="zero-shot target dataset")
     _add_params(p)
 
-    for name, hlp in (("complexity", "params and FLOPs at the protocol input size (computed)"),
-                      ("speed", "frames per second at batch 1 (measured; differs between runs)")):
-        p = sub.add_parser(name, help=hlp)
+    for name, hlp, desc in (
+            ("complexity", "params and FLOPs at the protocol input size (computed)",
+             "Count MODEL's parameters and FLOPs (ptflops' multiply-accumulates, reported as FLOPs as "
+             "U-Bench does) at params.yaml's efficiency.input_size, or the model's own fixed size where "
+             "it cannot take that. Deterministic; no dataset or checkpoint needed. Writes "
+             "metrics/complexity/MODEL.json."),
+            ("speed", "frames per second at batch 1 (measured; differs between runs)",
+             "Measure MODEL's frames per second at batch 1 on this machine's device (GPU if present) "
+             "after efficiency.speed.warmup runs, over efficiency.speed.repeats runs, untrained weights. "
+             "Writes metrics/speed/MODEL.json with the device, torch version and thread count: a "
+             "measurement, so it differs between runs and machines.")):
+        p = sub.add_parser(name, help=hlp, description=desc)
         p.add_argument("--model", required=True)
         _add_params(p)
 
-    p = sub.add_parser("leaderboard", help="per-dataset IoU with CIs and paired tests vs the baseline")
+    p = sub.add_parser("leaderboard", help="per-dataset IoU with CIs and paired tests vs the baseline",
+                       description="Read the per-image results of every (model, dataset) and zero-shot "
+                       "pair of params.yaml's grid (results/per_image, results/zeroshot) and compare each "
+                       "model with leaderboard.baseline: mean IoU with bootstrap CIs, paired tests on the "
+                       "same images, Holm's correction per dataset. Writes metrics/leaderboard.json, "
+                       "reports/leaderboard.md, reports/leaderboard_iou.png and "
+                       "reports/plots/leaderboard.csv.")
     _add_params(p)
-    p = sub.add_parser("uscore", help="U-Score of each model (needs the speed measurements)")
+    p = sub.add_parser(
+        "uscore", help="U-Bench's U-Score per (model, dataset) (the `uscore` stage), or `uscore calc`",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="U-Bench's U-Score (README \"U-Score\"): IoU, params, GFLOPs and FPS, each normalised\n"
+        "by a 10th/90th percentile (params and GFLOPs on a log scale) and floored; efficiency =\n"
+        "harmonic mean of the three efficiency terms; U-Score = harmonic mean of the IoU term and\n"
+        "the efficiency.\n\n"
+        "  ubench uscore          the `uscore` stage of dvc.yaml: the U-Score of every (model, dataset)\n"
+        "                         of the grid (in-domain and zero-shot) and each model's mean, from\n"
+        "                         metrics/leaderboard.json, metrics/complexity and metrics/speed;\n"
+        "                         writes metrics/uscore.json, reports/uscore.md, reports/iou_vs_uscore.png.\n"
+        "                         params.yaml `uscore.reference` and `uscore.floor` choose the reference.\n"
+        "  ubench uscore calc     the calculator of U-Bench's web page, for one model:\n"
+        "                         ubench uscore calc --iou 0.81 --params 3.15 --gflops 7.41 --fps 120 "
+        "--dataset busi")
     _add_params(p)
+    usub = p.add_subparsers(dest="uscore_command", required=False, metavar="[calc]")
+    pc = usub.add_parser(
+        "calc", help="U-Score of one model, as U-Bench's web calculator (prints 100 x U-Score)",
+        description="Print 100 x U-Score with two decimals, as U-Bench's web page does, and each "
+        "normalised term. --reference and --floor default to params.yaml's `uscore` section (to U-Bench's "
+        "calculator, reference ubench and floor 0.05, where there is no params.yaml). With `--reference "
+        "ubench` the dataset is one of U-Bench's 20 in-domain datasets (or a dataset of this workspace's "
+        "grid); `--reference grid` takes every percentile from this workspace's grid results.")
+    pc.add_argument("--iou", type=float, required=True, help="IoU as a fraction in [0, 1] (e.g. 0.81)")
+    pc.add_argument("--params", type=float, required=True, dest="params_m", help="parameters, millions")
+    pc.add_argument("--gflops", type=float, required=True, help="GFLOPs at 256x256")
+    pc.add_argument("--fps", type=float, required=True, help="frames per second, batch 1 (U-Bench: on a GPU)")
+    pc.add_argument("--dataset", required=True, dest="calc_dataset",
+                    help="e.g. busi, isic2018 (or the page's ISIC2018 / isic); a grid dataset or "
+                    "zero-shot pair (source->target) with --reference grid")
+    pc.add_argument("--reference", choices=["ubench", "grid"], default=None,
+                    help="ubench: U-Bench's published percentiles; grid: this workspace's grid")
+    pc.add_argument("--floor", type=float, default=None, help="floor of each term (0.05 calculator, 0 = Eq. 1-3)")
+    pc.add_argument("--json", action="store_true", help="print the result as JSON")
+    pc.add_argument("--params-file", type=Path, default=None, dest="calc_params",
+                    help="params file for the defaults and the grid (default: params.yaml)")
 
-    p = sub.add_parser("candidate", help="train+evaluate params.yaml candidate.model, or --report")
+    p = sub.add_parser("candidate", help="train+evaluate params.yaml candidate.model, or --report",
+                       description="With --dataset: train params.yaml's candidate.model on that prepared "
+                       "dataset (or reuse the grid's checkpoint when the model is in grid.models) and "
+                       "evaluate it on the test split; writes models/candidate/DATASET.pt, "
+                       "metrics/candidate/DATASET.json and results/candidate/DATASET.csv. With --report: "
+                       "compare it with leaderboard.baseline on every candidate.datasets (IoU deltas, "
+                       "paired p-values, degenerate-prediction warnings); writes metrics/candidate.json.")
     p.add_argument("--dataset", help="dataset to train and evaluate the candidate on")
     p.add_argument("--report", action="store_true", help="write metrics/candidate.json (deltas, p-values)")
     _add_params(p)
@@ -78,11 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
 
     p = sub.add_parser("advise", help="rank models for a dataset under resource limits",
-                       description="Rank the models the advisor knows for DATASET (a prepared dataset's "
+                       description="First, where U-Bench published rankings for DATASET (or, for a "
+                       "registered dataset it did not rank, for the datasets of the same modality), "
+                       "print its top-10 by IoU and by U-Score (published, not measured here). Then "
+                       "rank the models the advisor knows for DATASET (a prepared dataset's "
                        "name or folder; its attributes are computed if missing), keeping only those "
-                       "within the limits. Needs models/advisor.json: `dvc repro advisor`, or "
+                       "within the limits, with the advisor's held-out score beside the baseline's. "
+                       "The advisor is models/advisor.json: `dvc repro advisor`, or "
                        "`dvc pull models/advisor.json` for the published one.")
-    p.add_argument("--dataset", required=True, help="prepared dataset name, or a folder with manifest.json")
+    p.add_argument("--dataset", required=True,
+                   help="dataset name (U-Bench's or registered), prepared dataset name, or a folder with manifest.json")
     p.add_argument("--by", choices=["iou", "uscore"], default=None,
                    help="what the advisor must rank by (checked against the model file)")
     p.add_argument("--max-params", type=float, default=None, help="at most this many million parameters")
@@ -91,13 +157,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5, help="how many models to show (default 5)")
     p.add_argument("--advisor", type=Path, default=Path("models/advisor.json"), help="advisor model file")
 
-    p = sub.add_parser("models", help="list the model zoo, or show one model's record")
+    p = sub.add_parser("models", help="list the model zoo, or show one model's record",
+                       description="`models list` prints the registered models as a table (see `ubench "
+                       "models list --help`); `models show NAME` prints one model's ModelInfo as JSON. "
+                       "Neither reads params.yaml or writes anything in the project.")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    pl = msub.add_parser("list", help="table of models")
+    pl = msub.add_parser(
+        "list", help="table of models",
+        description="Print every registered model with its family, year, reference params (ModelInfo), "
+        "deep supervision and how often U-Bench's published per-dataset top-10s hold it (by IoU / by "
+        "U-Score). Params and FLOPs (ptflops, 256²) are shown where cached; --flops computes the "
+        "missing ones (seconds per model) and caches them in $XDG_CACHE_HOME/ubench/"
+        "model_complexity.json (default ~/.cache/ubench/), keyed by a hash of the model's code.")
     pl.add_argument("--family", default=None, help="cnn, transformer, mamba, rwkv or hybrid")
-    pl.add_argument("--no-flops", action="store_true",
-                    help="skip the FLOPs column (ptflops runs every model once at 256x256)")
-    ps = msub.add_parser("show", help="one model's ModelInfo")
+    pl.add_argument("--flops", action="store_true",
+                    help="compute params and FLOPs where not cached (builds each such model once)")
+    pl.add_argument("--no-flops", action="store_true", help=argparse.SUPPRESS)  # deprecated: the default now
+    pl.add_argument("--sort", choices=["name", "top10"], default="name",
+                    help="name (default), or top10: most U-Bench top-10 places first, then name")
+    pl.add_argument("--in-top10", action="store_true",
+                    help="only models in at least one of U-Bench's published top-10s")
+    ps = msub.add_parser("show", help="one model's ModelInfo",
+                         description="Print NAME's registry record (family, year, paper, reference params "
+                         "and their source, accepted input sizes, deep supervision) as JSON.")
     ps.add_argument("name")
 
     p = sub.add_parser("datasets", help="list the registered datasets, or check a raw download",
@@ -107,14 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
                        "any stage runs: every unmatched, unreadable, mis-sized or non-binary file is "
                        "reported, and the exit status is 1 if there is any.")
     dsub = p.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
-    dl = dsub.add_parser("list", help="table of datasets")
+    dl = dsub.add_parser("list", help="table of datasets",
+                         description="Print the registered datasets as a Markdown table (modality, classes, "
+                         "role, zero-shot targets, raw format for `datasets check --format`, licence), and "
+                         "the `ubench` format for your own data in U-Bench's layout.")
     dl.add_argument("--modality", default=None, help="only this modality (e.g. ultrasound)")
-    dsh = dsub.add_parser("show", help="one dataset's record (JSON)")
+    dsh = dsub.add_parser("show", help="one dataset's record (JSON)",
+                          description="Print NAME's registry record (source, licence, raw format, classes, "
+                          "zero-shot targets …) as JSON.")
     dsh.add_argument("name")
-    dc = dsub.add_parser("check", help="validate a raw dataset folder (exit 1 on problems)")
+    dc = dsub.add_parser("check", help="validate a raw dataset folder (exit 1 on problems)",
+                         description="Validate a raw download before any stage runs. Exit status: "
+                         "0 = clean, every image has exactly one valid mask; 1 = problems found, each "
+                         "printed with its fix; 2 = the check could not run (unknown format, missing "
+                         "folder).")
     dc.add_argument("dir", type=Path, help="the folder as downloaded (e.g. data/raw/busi)")
     dc.add_argument("--format", required=True, dest="fmt",
-                    help="raw format name (the `format` column of `ubench datasets list`)")
+                    help="raw format name (the `format` column of `ubench datasets list`; `ubench` "
+                    "for your own data in U-Bench's layout)")
 
     p = sub.add_parser("verify", help="rerun recorded stages in a scratch copy and compare with dvc.lock",
                        description="Rerun STAGES (default: every stage in dvc.lock; a group name such "
@@ -126,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stages", nargs="*", help="stage or group names (default: all)")
     p.add_argument("--tolerance", type=float, default=0.5,
                    help="relative tolerance on measured values (FPS, U-Score), default 0.5 = ±50%%")
+    p.add_argument("--metric-tolerance", type=float, default=0.01,
+                   help="tolerance on computed metrics whose bytes differ on another platform: absolute "
+                   "on values within ±1 (IoU, Dice), relative beyond (HD95 px); default 0.01")
     p.add_argument("--workdir", type=Path, default=None,
                    help="where the scratch workspace goes (default: the system temp folder)")
     p.add_argument("--keep", action="store_true", help="keep the scratch workspace (its path is printed)")
@@ -140,30 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel transfers")
     p.add_argument("--with-data", action="store_true", help="also push data.dvc and prepare_raw@* outputs")
     return ap
-
-
-def _models_list(family: str | None, with_flops: bool) -> str:
-    from tqdm import tqdm
-
-    from ubench.efficiency import complexity, count_params
-    from ubench.models import create_model, list_models, model_info
-
-    lines = ["| name | family | year | params (M) | ref params (M) | FLOPs (G, 256²) | deep sup. |",
-             "|---|---|---|---:|---:|---:|---|"]
-    for name in tqdm(list_models(family), desc="models", leave=False, disable=not with_flops):
-        info = model_info(name)
-        params = count_params(create_model(name)) / 1e6
-        size = 256 if info.accepts(256) else info.ref_input_size
-        flops = f"{complexity(name, size)['gflops']:.2f}" + ("" if size == 256 else f" ({size}²)") \
-            if with_flops else "-"
-        ref = f"{info.ref_params_m:.2f}" if info.ref_params_m else "-"
-        lines.append(f"| {name} | {info.family} | {info.year} | {params:.2f} | {ref} | {flops} | "
-                     f"{'yes' if info.deep_supervision else 'no'} |")
-    from ubench.models import unavailable_models
-
-    for name, why in unavailable_models().items():
-        lines.append(f"\n{name}: unavailable ({why})")
-    return "\n".join(lines)
 
 
 def _datasets(args: argparse.Namespace) -> int:
@@ -196,13 +267,47 @@ def _check_names(args: argparse.Namespace) -> None:
         check_name("model", args.name)
 
 
+def _uscore_calc(args: argparse.Namespace) -> int:
+    """`ubench uscore calc`: U-Bench's web calculator, with params.yaml's defaults where present."""
+    from ubench.analysis import ubench_reference as ubref
+    from ubench.analysis.uscore import calculator, render_calculation
+
+    params_file = args.calc_params or Path("params.yaml")
+    cfg = None
+    if args.calc_params is not None or params_file.exists():
+        from ubench.config import load_config
+
+        cfg = load_config(params_file)
+    reference = args.reference or (cfg.uscore.reference if cfg else "ubench")
+    floor = args.floor if args.floor is not None else (cfg.uscore.floor if cfg else ubref.calculator()["floor"])
+    grid = None
+    if cfg is not None and (reference == "grid" or ubref.iou_percentiles(args.calc_dataset) is None):
+        from ubench import paths
+        from ubench.analysis.uscore_inputs import read_grid
+
+        if reference == "grid" or paths.LEADERBOARD_JSON.exists():
+            grid = read_grid(cfg.grid.models)
+    elif reference == "grid":
+        raise UbenchError("--reference grid needs this project's grid results, and there is no params.yaml here",
+                          "run it in the project folder after `dvc repro`, or give --params-file")
+    result = calculator(args.iou, args.params_m, args.gflops, args.fps, args.calc_dataset,
+                        reference=reference, floor=floor, grid=grid)
+    if args.json:
+        from ubench.io import json_dumps
+
+        print(json_dumps(result), end="")
+    else:
+        print(render_calculation(result))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int | None:
     _check_names(args)
     if args.command == "verify":
         from ubench.verify import verify
 
         report = verify(".", args.stages, tolerance=args.tolerance, workdir=args.workdir, keep=args.keep,
-                        quiet=args.quiet)
+                        quiet=args.quiet, metric_tolerance=args.metric_tolerance)
         print(report.table())
         return 0 if report.ok else 1
     if args.command == "publish":
@@ -214,21 +319,27 @@ def run(args: argparse.Namespace) -> int | None:
     if args.command == "datasets":
         return _datasets(args)
     if args.command == "advise":
-        from ubench.advisor.service import recommend, render_advice
+        from ubench.advisor.service import advise
 
-        table, info = recommend(args.dataset, args.advisor, by=args.by, max_params=args.max_params,
-                                max_gflops=args.max_gflops, min_fps=args.min_fps, top=args.top)
-        print(render_advice(table, info))
+        blocks = advise(args.dataset, args.advisor, by=args.by, max_params=args.max_params,
+                        max_gflops=args.max_gflops, min_fps=args.min_fps, top=args.top)
+        for i, block in enumerate(blocks):  # printed as found: an advisor failure keeps what came before
+            print(("\n" if i else "") + block, flush=True)
         return 0
     if args.command == "models":
         from ubench.io import json_dumps
         from ubench.models import model_info
 
         if args.models_command == "list":
-            print(_models_list(args.family, not args.no_flops))
+            from ubench.model_table import models_table
+
+            print(models_table(args.family, compute=args.flops, sort=args.sort, in_top10=args.in_top10))
         else:
             print(json_dumps({"name": args.name, **model_info(args.name).to_dict()}), end="")
         return
+
+    if args.command == "uscore" and args.uscore_command == "calc":
+        return _uscore_calc(args)
 
     from ubench import pipeline
     from ubench.config import load_config
@@ -261,8 +372,8 @@ def run(args: argparse.Namespace) -> int | None:
         m = pipeline.run_advisor(cfg)
         if m["trained"]:
             k = cfg.advisor.k
-            print(f"advisor (by {m['by']}): held-out NDCG@{k} {m[f'advisor_ndcg_at_{k}']} "
-                  f"vs baseline {m[f'baseline_ndcg_at_{k}']}; wrote models/advisor.json")
+            print(f"advisor (by {m['by']}): held-out NDCG@{k} {m[f'advisor_ndcg_at_{k}']:.3f} "
+                  f"vs baseline {m[f'baseline_ndcg_at_{k}']:.3f}; wrote models/advisor.json")
         else:
             print(f"advisor not trained: {m['reason']}")
     elif cmd == "candidate":
@@ -292,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `ubench datasets list | head`: the reader left; not an error
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: outputs are written atomically, so nothing half-written stays
+        print("ubench: interrupted; no partial output was left behind", file=sys.stderr)
+        return 130
     except UbenchError as exc:
         return _report(exc.what, exc.fix)
     except PermissionError as exc:

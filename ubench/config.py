@@ -119,6 +119,15 @@ ADVISOR_BY = ("iou", "uscore")
 
 
 @dataclass(frozen=True)
+class UscoreConfig:
+    reference: str  # ubench: U-Bench's published percentiles | grid: over the models present
+    floor: float  # each term raised to at least this (U-Bench's calculator: 0.05; 0 = Eq. 1-3 as printed)
+
+
+USCORE_REFERENCES = ("ubench", "grid")
+
+
+@dataclass(frozen=True)
 class Config:
     grid: GridConfig
     synthetic: SyntheticConfig
@@ -130,6 +139,7 @@ class Config:
     leaderboard: LeaderboardConfig
     candidate: CandidateConfig
     advisor: AdvisorConfig
+    uscore: UscoreConfig
 
 
 PROTOCOLS = ("holdout", "ubench")
@@ -271,6 +281,10 @@ def _validate(cfg: Config, source: str) -> None:
          f"use one of: {', '.join(ADVISOR_BY)}")
     need(cfg.advisor.k >= 1 and cfg.advisor.n_estimators >= 1,
          "`advisor.k` and `advisor.n_estimators` must be >= 1", "e.g. k: 5, n_estimators: 100")
+    need(cfg.uscore.reference in USCORE_REFERENCES, f"`uscore.reference` is {cfg.uscore.reference!r}",
+         f"use one of: {', '.join(USCORE_REFERENCES)}")
+    need(0.0 <= cfg.uscore.floor < 1.0, f"`uscore.floor` is {cfg.uscore.floor}",
+         "use 0.05 (U-Bench's calculator) or 0 (U-Bench's Eq. 1-3 as printed)")
     for ds in cfg.candidate.datasets:
         need(ds in cfg.grid.datasets, f"`candidate.datasets` has `{ds}`, which is not in `grid.datasets`",
              "the candidate is compared with the baseline's results there: add it to grid.datasets")

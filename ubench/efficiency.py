@@ -15,7 +15,7 @@ import time
 import torch
 
 from ubench.models import create_model, model_info
-from ubench.runtime import cpu_threads, device, final_output, make_deterministic
+from ubench.runtime import cpu_threads, device, final_output, make_deterministic, platform_fingerprint
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -38,12 +38,14 @@ def complexity(model_name: str, input_size: int = 256, seed: int = 41) -> dict:
     return {
         "model": model_name,
         "family": info.family,
+        "deep_supervision": bool(info.deep_supervision),  # read by the advisor (its one source of model facts)
         "input_size": input_size,
         "params": params,
         "params_m": params / 1e6,
         "gflops": float(macs) / 1e9,
         "flops_unit": "GMac counted by ptflops (reported as FLOPs, as U-Bench does)",
         "ref_params_m": info.ref_params_m,
+        "platform": platform_fingerprint("cpu"),  # where it was computed (ubench verify)
     }
 
 

@@ -23,11 +23,17 @@ def close_names(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     return difflib.get_close_matches(name, sorted(known), n=n, cutoff=0.5)
 
 
-def unknown_name_error(kind: str, name: str, known: Iterable[str], fix_tail: str = "") -> UbenchError:
-    """A UbenchError for an unknown model/dataset name that lists the closest known names."""
+def unknown_name_error(kind: str, name: str, known: Iterable[str], fix_tail: str = "",
+                       limit: int | None = 12) -> UbenchError:
+    """A UbenchError for an unknown model/dataset name that lists the closest known names.
+
+    ``limit`` cuts the listing (with "…") where the full list is long and findable elsewhere;
+    None lists every name, for kinds the user can learn nowhere else (formats).
+    """
     known = sorted(known)
     close = close_names(name, known)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    listing = ", ".join(known[:12]) + (" …" if len(known) > 12 else "")
+    cut = limit is not None and len(known) > limit
+    listing = ", ".join(known[:limit] if cut else known) + (" …" if cut else "")
     fix = f"{hint}known {kind}s: {listing}" + (f"; {fix_tail}" if fix_tail else "")
     return UbenchError(f"unknown {kind} {name!r}", fix)

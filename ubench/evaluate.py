@@ -8,15 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from torch.utils.data import DataLoader
 
+from ubench.analysis.degenerate import CRITERION as DEGENERATE_CRITERION
+from ubench.analysis.degenerate import degeneracy
+from ubench.checkpoint import load_checkpoint
 from ubench.config import Config, as_dict
 from ubench.errors import UbenchError
-from ubench.io import write_json_atomic, write_text_atomic
+from ubench.io import json_dumps, write_files_atomic
 from ubench.metrics import EMPTY_RULES, METRIC_NAMES, class_columns
-from ubench.models import create_model
-from ubench.runtime import device, make_deterministic
+from ubench.runtime import device, make_deterministic, platform_fingerprint
 from ubench.train import EVAL_BATCH, make_dataset, predict_scores
 
 PROTOCOL_NOTES = {
@@ -25,30 +26,20 @@ PROTOCOL_NOTES = {
               "comparable with U-Bench's published numbers, not an unbiased estimate)",
 }
 
-
-def load_checkpoint(path: Path, model_name: str):
-    """Rebuild ``model_name`` from a checkpoint written by train_model."""
-    if not Path(path).exists():
-        raise UbenchError(f"checkpoint {path} not found",
-                          f"train it first: `dvc repro` (or `ubench train --model {model_name} ...`)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if ckpt.get("model") != model_name:
-        raise UbenchError(f"checkpoint {path} holds model {ckpt.get('model')!r}, not {model_name!r}",
-                          "pass the matching --model, or retrain")
-    model = create_model(model_name, num_classes=int(ckpt.get("num_classes", 1)), in_channels=3)
-    model.load_state_dict(ckpt["state_dict"])
-    return model, ckpt
+# Per-image foreground fractions of prediction and mask (train.predict_scores): CSV columns that
+# ubench.analysis.degenerate reads, not metrics to average.
+PREDICTION_COLUMNS = ("pred_fg", "true_fg")
 
 
 def per_image_frame(rows: list[dict], class_names: list[str] | None = None) -> pd.DataFrame:
-    cols = ["id", "index", *METRIC_NAMES, *class_columns(class_names or [])]
+    cols = ["id", "index", *METRIC_NAMES, *class_columns(class_names or []), *PREDICTION_COLUMNS]
     return pd.DataFrame(rows, columns=cols).sort_values("index", kind="stable").reset_index(drop=True)
 
 
 def summarize(frame: pd.DataFrame) -> dict:
     """Mean and sample std of each metric over images (std None for a single image)."""
     out = {}
-    for name in [c for c in frame.columns if c not in ("id", "index")]:
+    for name in [c for c in frame.columns if c not in ("id", "index", *PREDICTION_COLUMNS)]:
         v = frame[name].to_numpy(dtype=float)
         out[name] = {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else None}
     return out
@@ -103,9 +94,12 @@ def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split:
         "num_classes": n_ckpt,
         "class_names": class_names,
         "metrics": summarize(frame),
+        "prediction": {**degeneracy(frame), "criterion": DEGENERATE_CRITERION},
         "train": as_dict(cfg.train),
         "dataset_info": _dataset_record(ds),
+        "platform": platform_fingerprint(dev),  # where it was computed (ubench verify)
     }
-    write_text_atomic(csv_path, csv_text(frame))
-    write_json_atomic(json_path, summary)
+    # One set: a summary that cannot be written must not leave a new CSV beside an old JSON. The
+    # JSON goes last, so a new summary always sits beside its own per-image rows.
+    write_files_atomic({csv_path: csv_text(frame), json_path: json_dumps(summary)})
     return summary

@@ -93,6 +93,13 @@ def ubench_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float | No
     return {"iou": iou, "dice": dice, "se": se, "pc": pc, "f1": f1, "acc": acc}
 
 
+def foreground_fraction(labels: np.ndarray) -> float:
+    """Fraction of pixels that are not background (label 0 / False): the per-image ``pred_fg`` and
+    ``true_fg`` columns, from which ubench.analysis.degenerate flags collapsed models."""
+    arr = np.asarray(labels)
+    return float(np.count_nonzero(arr)) / arr.size if arr.size else 0.0
+
+
 def threshold_logits(logits: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Binary prediction: sigmoid(logits) > threshold, computed stably in logit space."""
     logit_thr = math.log(threshold / (1.0 - threshold))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +15,7 @@ import pandas as pd
 from ubench import paths
 from ubench.config import Config, as_dict
 from ubench.errors import UbenchError
-from ubench.io import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from ubench.io import atomic_outputs, json_dumps, write_files_atomic, write_json_atomic
 
 
 def _check_model(name: str, image_size: int | None = None) -> None:
@@ -137,40 +137,31 @@ def run_leaderboard(cfg: Config) -> dict:
     lb = cfg.leaderboard
     board = build_leaderboard(in_domain, zeroshot, baseline=lb.baseline, alpha=lb.alpha,
                               confidence=lb.confidence, protocol=_protocol_of_grid(cfg))
-    write_json_atomic(paths.LEADERBOARD_JSON, board)
-    write_text_atomic(paths.LEADERBOARD_MD, render_markdown(board))
     plot_iou_ci(board, paths.LEADERBOARD_PNG)
     rows = leaderboard_plot_rows(board)
-    write_text_atomic(paths.LEADERBOARD_PLOT_CSV, pd.DataFrame(rows).to_csv(index=False, lineterminator="\n"))
+    # the table, its plot data and (last, as the mark of a complete set) the JSON land together
+    write_files_atomic({paths.LEADERBOARD_MD: render_markdown(board),
+                        paths.LEADERBOARD_PLOT_CSV: pd.DataFrame(rows).to_csv(index=False, lineterminator="\n"),
+                        paths.LEADERBOARD_JSON: json_dumps(board)})
     return board
 
 
 def run_uscore(cfg: Config) -> dict:
+    """U-Bench's U-Score of every (model, dataset) of the grid, and overall (README "U-Score")."""
     from ubench.analysis.plots import plot_iou_vs_uscore
-    from ubench.analysis.uscore import render_uscore_markdown, uscore_table
+    from ubench.analysis.uscore import render_uscore_markdown, uscore_report
+    from ubench.analysis.uscore_inputs import read_grid
 
-    if not paths.LEADERBOARD_JSON.exists():
-        raise UbenchError(f"{paths.LEADERBOARD_JSON} missing", "run `ubench leaderboard` (or `dvc repro`) first")
-    board = json.loads(paths.LEADERBOARD_JSON.read_text())
-    rows = []
-    for m in cfg.grid.models:
-        cx, sp = paths.complexity_json(m), paths.speed_json(m)
-        for p in (cx, sp):
-            if not p.exists():
-                raise UbenchError(f"{p} missing", "run `dvc repro` (complexity@ and speed@ stages) first")
-        c, s = json.loads(cx.read_text()), json.loads(sp.read_text())
-        rows.append({"model": m, "iou": board["overall"][m]["mean_iou"], "params_m": c["params_m"],
-                     "gflops": c["gflops"], "fps": s["fps"]})
-    table = uscore_table(rows)
-    if table.get("warning"):
-        warnings.warn(table["warning"], stacklevel=1)
-    devices = sorted({json.loads(paths.speed_json(m).read_text())["device_name"] for m in cfg.grid.models})
-    table["speed_devices"] = devices
-    table["measured"] = True
-    write_json_atomic(paths.USCORE_JSON, table)
-    write_text_atomic(paths.USCORE_MD, render_uscore_markdown(table))
-    plot_iou_vs_uscore(table, paths.USCORE_PNG)
-    return table
+    board, efficiency = read_grid(cfg.grid.models)
+    report = uscore_report(board, efficiency, cfg.uscore.reference, cfg.uscore.floor)
+    report["speed_devices"] = sorted({e["device_name"] for e in efficiency.values()})  # ubench verify's label
+    report["measured"] = True
+    for note in (report["device"]["note"], *report["notes"]):
+        if note:
+            print(f"uscore: {note}", file=sys.stderr)
+    plot_iou_vs_uscore(report, paths.USCORE_PNG)
+    write_files_atomic({paths.USCORE_MD: render_uscore_markdown(report), paths.USCORE_JSON: json_dumps(report)})
+    return report
 
 
 def run_candidate(cfg: Config, dataset: str) -> dict:
@@ -187,9 +178,10 @@ def run_candidate(cfg: Config, dataset: str) -> dict:
         # Same model, same params, deterministic training: the grid's checkpoint is exactly what
         # training again would produce, so reuse it instead of spending the time twice.
         print(f"candidate {model} is in grid.models: reusing {grid_ckpt}")
-        write_bytes_atomic(ckpt, grid_ckpt.read_bytes())
-        with atomic_dir(paths.candidate_live(dataset)) as tmp:
-            shutil.copytree(paths.train_live(dataset, model), tmp, dirs_exist_ok=True)
+        with atomic_outputs() as out:  # the live log and the checkpoint land together, or neither
+            shutil.copytree(paths.train_live(dataset, model), out.dir(paths.candidate_live(dataset)),
+                            dirs_exist_ok=True)
+            out.file(ckpt, grid_ckpt.read_bytes())
     else:
         train_model(model, prepared, cfg, ckpt, paths.candidate_live(dataset), _protocol(prepared))
     return evaluate_checkpoint(model, ckpt, prepared, "test", cfg, paths.candidate_csv(dataset),
@@ -198,11 +190,13 @@ def run_candidate(cfg: Config, dataset: str) -> dict:
 
 def run_candidate_report(cfg: Config) -> dict:
     """metrics/candidate.json: the same keys for any model, with deltas and p-values vs the baseline."""
+    from ubench.analysis.degenerate import CRITERION as DEGENERATE_CRITERION
+    from ubench.analysis.degenerate import degeneracy, describe
     from ubench.analysis.stats import paired_test
 
     base = cfg.leaderboard.baseline
     out = {"model": cfg.candidate.model, "baseline": base, "datasets": {}}
-    deltas, ious = [], []
+    deltas, ious, warns = [], [], []
     for d in cfg.candidate.datasets:
         cand = _read_csv(paths.candidate_csv(d), "candidate results")
         ref = _read_csv(paths.per_image_csv(d, base), "baseline per-image results")
@@ -213,6 +207,12 @@ def run_candidate_report(cfg: Config) -> dict:
         test = paired_test(merged["iou"].to_numpy(), merged["iou_base"].to_numpy())
         summary = json.loads(paths.candidate_eval_json(d).read_text())
         entry = {k: summary["metrics"][k]["mean"] for k in summary["metrics"]}
+        cand_deg, base_deg = degeneracy(cand), degeneracy(ref)
+        entry.update(degenerate=cand_deg["degenerate"], pred_empty_share=cand_deg["empty_share"],
+                     pred_full_share=cand_deg["full_share"], baseline_degenerate=base_deg["degenerate"])
+        for who, name, deg in (("candidate", out["model"], cand_deg), ("baseline", base, base_deg)):
+            if deg["degenerate"]:
+                warns.append(f"{who} {describe(name, d, deg)}")
         entry.update({
             "baseline_iou": float(merged["iou_base"].mean()), "delta_iou": test["delta"],
             "p_ttest": test["p_ttest"], "p_wilcoxon": test["p_wilcoxon"],
@@ -224,6 +224,12 @@ def run_candidate_report(cfg: Config) -> dict:
         ious.append(entry["iou"])
     out["mean_iou"] = sum(ious) / len(ious)
     out["mean_delta_iou"] = sum(deltas) / len(deltas)
+    out["degenerate"] = any(e["degenerate"] for e in out["datasets"].values())
+    out["baseline_degenerate"] = any(e["baseline_degenerate"] for e in out["datasets"].values())
+    out["degenerate_criterion"] = DEGENERATE_CRITERION
+    out["warnings"] = warns
+    for w in warns:
+        print(f"warning: {w}", file=sys.stderr)
     write_json_atomic(paths.CANDIDATE_JSON, out)
     return out
 

@@ -1,9 +1,13 @@
-"""Process-wide determinism and threading, set once at the start of every stage."""
+"""Process-wide determinism and threading, set once at the start of every stage, and the platform
+fingerprint recorded beside every computed output (where that determinism was obtained)."""
 
 from __future__ import annotations
 
+import functools
 import os
+import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,3 +64,80 @@ def final_output(out):
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# /proc/cpuinfo flags that change which CPU kernels torch, oneDNN, MKL and numpy dispatch to (and
+# so, possibly, the bits of a float result): SIMD width, fused multiply-add, and the bf16/int8/AMX
+# extensions oneDNN selects on. x86 names from `flags`, Arm names from `Features`. Other flags
+# (virtualisation, power management, bug workarounds) change nothing numeric and are left out, so
+# that two machines that compute alike get the same fingerprint.
+KERNEL_FLAGS = frozenset({
+    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni",
+    "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+    "amx_tile", "amx_bf16", "amx_int8",
+    "asimd", "asimdhp", "fphp", "sve", "sve2", "bf16", "i8mm",
+})
+
+
+def parse_cpuinfo(text: str) -> tuple[str, str]:
+    """(CPU model, space-separated kernel-selecting flags, sorted) from /proc/cpuinfo text.
+
+    Only the first processor block is read: every core of a machine reports the same model.
+    """
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name") or fields.get("Hardware") or ""
+    if not model and "CPU implementer" in fields:  # Arm: no model name, an implementer/part pair
+        model = f"implementer {fields['CPU implementer']} part {fields.get('CPU part', '?')}"
+    flags = set((fields.get("flags") or fields.get("Features") or "").split()) & KERNEL_FLAGS
+    return model, " ".join(sorted(flags))
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model_and_flags() -> tuple[str, str]:
+    """This machine's CPU model and kernel flags (read once: they cannot change while we run)."""
+    try:
+        model, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:  # pragma: no cover - not Linux
+        model, flags = "", ""
+    return model or platform.processor() or platform.machine() or "unknown", flags
+
+
+def platform_fingerprint(dev: torch.device | str | None = None, threads: int | None = None) -> dict:
+    """Where an output was computed: every fact that can change its bits, nothing that cannot.
+
+    Bit-identical results are a promise of one machine and thread count, not of CPU kernels across
+    machines: another CPU (other SIMD flags, so other oneDNN/MKL code paths), another torch or
+    numpy, another thread count (another reduction order) or a GPU may give other last bits. With
+    this dict beside every computed output, `ubench verify` can tell "another platform, metrics
+    within tolerance" (equivalent) from "the same platform, other bytes" (a real failure).
+
+    Deterministic on one machine, so that the files that carry it stay byte-identical across
+    reruns: no timestamps, hostnames, PIDs or kernel release. ``threads`` defaults to torch's
+    current thread count (set by make_deterministic); ``dev`` to the device stages run on.
+    """
+    dev = torch.device(dev) if dev is not None else device()
+    model, flags = _cpu_model_and_flags()
+    libc, libc_version = platform.libc_ver()
+    gpu = cuda = "none"
+    if dev.type == "cuda":
+        gpu = str(torch.cuda.get_device_name(dev))
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        cuda = f"{torch.version.cuda}" + (f", cudnn {cudnn}" if cudnn else "")
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+    return {
+        "os": platform.system() + (f" ({libc} {libc_version})" if libc else ""),
+        "arch": platform.machine(),
+        "cpu_model": model,
+        "cpu_flags": flags,
+        "cpu_capability": str(capability),
+        "torch": str(torch.__version__),  # a TorchVersion: checkpoints load with weights_only
+        "numpy": np.__version__,
+        "threads": int(threads if threads is not None else torch.get_num_threads()),
+        "device": dev.type,
+        "gpu": gpu,
+        "cuda": cuda,
+    }

@@ -17,13 +17,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ubench.checkpoint import checkpoint_bytes
 from ubench.config import Config, as_dict
 from ubench.data.dataset import SegmentationDataset
 from ubench.errors import UbenchError
-from ubench.io import atomic_dir, write_bytes_atomic
-from ubench.metrics import binary_metrics, multiclass_metrics, threshold_logits
+from ubench.io import atomic_outputs
+from ubench.metrics import binary_metrics, foreground_fraction, multiclass_metrics, threshold_logits
 from ubench.models import create_model
-from ubench.runtime import device, final_output, make_deterministic
+from ubench.runtime import device, final_output, make_deterministic, platform_fingerprint
 
 
 # Metrics are computed per image, so the evaluation batch size changes speed, not results
@@ -70,20 +71,19 @@ def predict_scores(model, loader, threshold: float, dev, class_names: list[str] 
         masks = batch["mask"].numpy()
         for k in range(logits.shape[0]):
             if logits.shape[1] == 1:
-                m = binary_metrics(threshold_logits(logits[k, 0], threshold), masks[k, 0] > 0.5)
+                pred, true = threshold_logits(logits[k, 0], threshold), masks[k, 0] > 0.5
+                m = binary_metrics(pred, true)
             else:
-                labels = np.rint(masks[k, 0]).astype(np.int64)
-                m = multiclass_metrics(logits[k].argmax(axis=0), labels, class_names or [])
-            rows.append({"id": batch["id"][k], "index": int(batch["index"][k]), **m})
+                pred, true = logits[k].argmax(axis=0), np.rint(masks[k, 0]).astype(np.int64)
+                m = multiclass_metrics(pred, true, class_names or [])
+            rows.append({"id": batch["id"][k], "index": int(batch["index"][k]), **m,
+                         "pred_fg": foreground_fraction(pred), "true_fg": foreground_fraction(true)})
     return rows
 
 
 def _state_bytes(obj: dict) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
+    """The checkpoint file's bytes, checked to load back with evaluate's safe loader."""
+    return checkpoint_bytes(obj)
 
 
 def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, live_dir: Path,
@@ -113,7 +113,10 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
 
     best = {"val_iou": -1.0, "epoch": -1}
     best_state: bytes | None = None
-    with atomic_dir(live_dir) as tmp_live:
+    # The dvclive folder and the checkpoint land together (ubench.io.atomic_outputs): a failure
+    # leaves neither, and never a new log beside an old checkpoint. The checkpoint goes last.
+    with atomic_outputs() as staged:
+        tmp_live = staged.dir(live_dir)
         live = Live(dir=str(tmp_live), dvcyaml=None, save_dvc_exp=False, report=None)
         for epoch in range(tc.epochs):
             train_ds.set_epoch(epoch)
@@ -149,7 +152,7 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
                 best_state = _state_bytes({
                     "model": model_name, "state_dict": state, "epoch": epoch + 1,
                     "num_classes": num_classes, "class_names": train_ds.class_names,
-                    "val_iou": val_iou, "protocol": protocol,
+                    "val_iou": val_iou, "protocol": protocol, "platform": platform_fingerprint(dev, threads),
                     "train": as_dict(cfg.train), "data": as_dict(cfg.data),
                 })
             tqdm.write(f"{model_name}: epoch {epoch + 1}/{tc.epochs} loss {train_loss:.4f} "
@@ -158,11 +161,12 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
         live.summary["best/val_iou"] = best["val_iou"]
         live.summary["best/epoch"] = best["epoch"]
         live.summary["threads"] = threads
+        live.summary["platform"] = platform_fingerprint(dev, threads)  # what ubench verify compares
         live.make_summary()
         # dvclive records wall-clock time in its summary; it is not a deterministic output.
         _strip_dvclive_volatile(tmp_live)
-    assert best_state is not None and math.isfinite(best["val_iou"])
-    write_bytes_atomic(ckpt_path, best_state)
+        assert best_state is not None and math.isfinite(best["val_iou"])
+        staged.file(ckpt_path, best_state)
     return best
 
 

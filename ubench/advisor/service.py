@@ -19,7 +19,7 @@ import pandas as pd
 from ubench import paths
 from ubench.config import Config, as_dict
 from ubench.errors import UbenchError
-from ubench.io import json_dumps, write_json_atomic, write_text_atomic
+from ubench.io import json_dumps, write_files_atomic
 
 ADVICE_COLUMNS = ("model", "family", "params_m", "gflops", "fps", "predicted")
 
@@ -36,8 +36,7 @@ def train_advisor(cfg: Config, model_path: Path = paths.ADVISOR_MODEL,
         reason = (f"the grid has {len(datasets)} in-domain dataset ({', '.join(datasets)}): the advisor "
                   "needs at least 2 to learn how rankings change with the data and to hold one out")
         doc = {"trained": False, "reason": reason, "by": ac.by, "datasets": datasets}
-        write_text_atomic(model_path, json_dumps(doc))
-        write_json_atomic(metrics_path, doc)
+        write_files_atomic({model_path: json_dumps(doc), metrics_path: json_dumps(doc)})
         return doc
     table, models = build_table(cfg, ac.by)
     numeric = numeric_features(ac.by)
@@ -48,13 +47,12 @@ def train_advisor(cfg: Config, model_path: Path = paths.ADVISOR_MODEL,
                            categorical=list(CATEGORICAL_FEATURES))
     doc = {**advisor.to_dict(), "trained": True, "by": ac.by, "model_table": models,
            "config": as_dict(ac)}
-    write_text_atomic(model_path, json_dumps(doc))
     metrics = {"trained": True, "by": ac.by, "k": ac.k, "lodo": lodo,
                f"advisor_ndcg_at_{ac.k}": lodo["mean"]["advisor"]["ndcg_at_k"],
                f"baseline_ndcg_at_{ac.k}": lodo["mean"]["baseline"]["ndcg_at_k"],
                "advisor_spearman": lodo["mean"]["advisor"]["spearman"],
                "baseline_spearman": lodo["mean"]["baseline"]["spearman"]}
-    write_json_atomic(metrics_path, metrics)
+    write_files_atomic({model_path: json_dumps(doc), metrics_path: json_dumps(metrics)})  # a pair, or neither
     return metrics
 
 
@@ -63,16 +61,30 @@ def load_model_file(path: Path):
     from ubench.advisor.ranker import load_advisor
 
     path = Path(path)
+    absent = _absent_advisor(path)
+    if absent is not None:
+        raise absent
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return load_advisor(path), doc
+
+
+def _absent_advisor(path: Path) -> UbenchError | None:
+    """The error for a missing or untrained advisor file, None otherwise; `advise` turns it into a
+    note when it has published rankings to show. A broken file is left to fail in the loader."""
+    path = Path(path)
     if not path.exists():
-        raise UbenchError(
+        return UbenchError(
             f"advisor model {path} not found",
             "train it with `dvc repro advisor`, or fetch the published one with `dvc pull models/advisor.json`",
         )
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    if not doc.get("trained", False):
-        raise UbenchError(f"the advisor in {path} was not trained: {doc.get('reason', 'unknown reason')}",
-                          "add a second dataset to grid.datasets and `dvc repro advisor`")
-    return load_advisor(path), doc
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(doc, dict) and not doc.get("trained", False):
+        return UbenchError(f"the advisor in {path} was not trained: {doc.get('reason', 'unknown reason')}",
+                           "add a second dataset to grid.datasets and `dvc repro advisor`")
+    return None
 
 
 def dataset_features(dataset: str, prepared_root: Path = Path("data/prepared")) -> tuple[str, dict]:
@@ -120,15 +132,79 @@ def _limit_text(max_params, max_gflops, min_fps) -> str:
     return ", ".join(p for p in parts if p) or "none"
 
 
-def recommend(dataset: str, model_path: Path = paths.ADVISOR_MODEL, *, by: str | None = None,
-              max_params: float | None = None, max_gflops: float | None = None,
-              min_fps: float | None = None, top: int = 5) -> tuple[pd.DataFrame, dict]:
-    """The advisor's ranking of its known models for ``dataset`` under the resource limits."""
+def _check_limits(max_params, max_gflops, min_fps, top) -> None:
+    """Bad limits fail before anything is printed."""
     for name, value in (("--max-params", max_params), ("--max-gflops", max_gflops), ("--min-fps", min_fps)):
         if value is not None and (not math.isfinite(value) or value < 0):
             raise UbenchError(f"{name} must be a non-negative number, got {value}", f"e.g. {name} 5")
     if top < 1:
         raise UbenchError(f"--top must be >= 1, got {top}", "e.g. --top 5")
+
+
+def lodo_summary(doc: dict, metrics_path: Path = paths.ADVISOR_METRICS) -> dict:
+    """The advisor's leave-one-dataset-out scores beside the dataset-blind baseline's, from the
+    advisor stage's metrics file, so a user can judge how far to trust the advice.
+
+    ``missing`` says why there are none (no file, or a file written for another advisor).
+    ``beats`` holds, per metric, whether the advisor scored strictly higher (None if undefined).
+    """
+    metrics_path = Path(metrics_path)
+    out = {"k": None, "n_held_out": None, "by": doc.get("by"), "advisor": {}, "baseline": {},
+           "beats": {}, "missing": None}
+    if not metrics_path.exists():
+        out["missing"] = f"{metrics_path} not found; `dvc repro advisor` writes it with the model"
+        return out
+    try:
+        m = json.loads(metrics_path.read_text(encoding="utf-8"))
+        k = int(m["k"])
+        same = (m.get("trained") and m.get("by") == doc.get("by")
+                and sorted(m["lodo"]["datasets"]) == sorted(doc["training"]["datasets"]))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        out["missing"] = f"{metrics_path} is not the advisor stage's metrics file"
+        return out
+    if not same:
+        out["missing"] = f"{metrics_path} was written for another advisor (other datasets or ranking)"
+        return out
+    out.update(k=k, n_held_out=m["lodo"]["mean"].get("n_held_out"))
+    for who in ("advisor", "baseline"):
+        out[who] = {"ndcg": m.get(f"{who}_ndcg_at_{k}"), "spearman": m.get(f"{who}_spearman")}
+    for metric in ("ndcg", "spearman"):
+        a, b = out["advisor"][metric], out["baseline"][metric]
+        out["beats"][metric] = None if a is None or b is None else bool(a > b)
+    return out
+
+
+def render_lodo(s: dict) -> list[str]:
+    """The held-out score line, and a warning when the advisor does not beat the baseline."""
+    if s["missing"]:
+        return [f"held-out score: not available ({s['missing']})"]
+    what = "U-Score" if s["by"] == "uscore" else "IoU"
+    k = s["k"]
+
+    def v(x):
+        return "–" if x is None else f"{x:.3f}"
+
+    lines = [f"held-out score (leave one dataset out, {s['n_held_out']} datasets): "
+             f"NDCG@{k} advisor {v(s['advisor']['ndcg'])} vs baseline {v(s['baseline']['ndcg'])}, "
+             f"Spearman advisor {v(s['advisor']['spearman'])} vs baseline {v(s['baseline']['spearman'])} "
+             f"(baseline: each model's mean min-max-normalised {what} over the other datasets, "
+             "blind to the dataset's attributes)"]
+    names = {"ndcg": f"NDCG@{k}", "spearman": "Spearman"}
+    fails = [names[m] for m, ok in s["beats"].items() if ok is False]
+    if fails:
+        lines.append(f"⚠ the advisor does not beat ranking by each model's mean {what} over the other "
+                     f"datasets (on {' and '.join(fails)}); treat its order as weak evidence")
+    elif all(ok is None for ok in s["beats"].values()):
+        lines.append("⚠ no held-out score is defined, so whether the advisor beats the baseline is unknown")
+    return lines
+
+
+def recommend(dataset: str, model_path: Path = paths.ADVISOR_MODEL, *, by: str | None = None,
+              max_params: float | None = None, max_gflops: float | None = None,
+              min_fps: float | None = None, top: int = 5,
+              metrics_path: Path = paths.ADVISOR_METRICS) -> tuple[pd.DataFrame, dict]:
+    """The advisor's ranking of its known models for ``dataset`` under the resource limits."""
+    _check_limits(max_params, max_gflops, min_fps, top)
     advisor, doc = load_model_file(model_path)
     if by is not None and by != doc["by"]:
         raise UbenchError(
@@ -162,7 +238,7 @@ def recommend(dataset: str, model_path: Path = paths.ADVISOR_MODEL, *, by: str |
     table = table.sort_values(["predicted", "model"], ascending=[False, True], kind="stable")
     info = {"dataset": name, "by": doc["by"], "features": feats,
             "limits": _limit_text(max_params, max_gflops, min_fps), "candidates": int(keep.sum()),
-            "trained_on": list(doc["training"]["datasets"])}
+            "trained_on": list(doc["training"]["datasets"]), "lodo": lodo_summary(doc, metrics_path)}
     return table.head(top).reset_index(drop=True)[list(ADVICE_COLUMNS)], info
 
 
@@ -179,6 +255,7 @@ def render_advice(table: pd.DataFrame, info: dict) -> str:
         f"attributes: modality {f['modality']}, foreground fraction {num(f.get('foreground_fraction'), '.3f')}, "
         f"boundary contrast {num(f.get('boundary_contrast'), '.2f')}, solidity {num(f.get('solidity'), '.3f')}",
         f"limits: {info['limits']} ({info['candidates']} model(s) qualify)",
+        *(render_lodo(info["lodo"]) if info.get("lodo") else []),
         "",
         "| rank | model | family | predicted score | params (M) | GFLOPs | FPS |",
         "|---|---|---|---|---|---|---|",
@@ -188,3 +265,122 @@ def render_advice(table: pd.DataFrame, info: dict) -> str:
                     f"{r['params_m']:.3f} | {r['gflops']:.3f} | {num(r['fps'], '.1f')} |")
     head.append("\nThe predicted score orders models for this dataset; it is not an IoU.")
     return "\n".join(head)
+
+
+# ---------------------------------------------------------------------------------------------
+# U-Bench's published rankings, shown by `ubench advise` before any local result exists
+
+def _name_and_modality(dataset: str) -> tuple[str, str | None]:
+    """(name, modality) of a prepared folder's manifest, a registered dataset or a dataset prepared
+    under data/prepared; (the argument, None) when none of them knows it."""
+    from ubench.data.registry import get_dataset, list_datasets
+
+    for folder in (Path(dataset), paths.PREPARED / dataset):
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            try:
+                doc = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            return str(doc.get("name", folder.name)), doc.get("modality")
+        if folder == Path(dataset) and dataset in list_datasets():
+            return dataset, get_dataset(dataset).modality
+    return dataset, None
+
+
+def published_rankings(dataset: str) -> dict | None:
+    """U-Bench's published top-10 lists that bear on ``dataset``, or None if none do.
+
+    Its own lists where U-Bench ranked it (by ubench name or U-Bench's label); else, for a dataset
+    of known modality, those of the zero-shot pairs into it and of the in-domain datasets of that
+    modality U-Bench ranked. Facts from the page, not measurements: see ``ubench_reference``.
+    """
+    from ubench.analysis import ubench_reference as ubref
+    from ubench.data.registry import get_dataset, list_datasets
+
+    name, modality = _name_and_modality(dataset)
+    rankings = ubref.reference_data()["rankings"]
+    key = ubref.resolve_dataset(name)
+    if key in rankings:
+        keys = [key]
+    elif modality in (None, "unknown", "synthetic"):
+        return None
+    else:
+        registered = set(list_datasets())
+        into = [k for k in ubref.ranked_datasets("zero-shot") if rankings[k].get("target") == name]
+        same = [k for k in ubref.ranked_datasets("in-domain")
+                if k in registered and get_dataset(k).modality == modality]
+        keys = into + same
+        if not keys:
+            return None
+    return {"dataset": name, "ranked": key in rankings, "modality": modality,
+            "source": ubref.source_label(),
+            "lists": [{"key": k, "label": rankings[k]["label"], "setting": rankings[k]["setting"],
+                       "iou": ubref.published_top10(k, "iou"), "uscore": ubref.published_top10(k, "uscore")}
+                      for k in keys]}
+
+
+def render_published(pub: dict) -> str:
+    """One table per dataset: rank, the model by IoU and by U-Score, each with ubench's name."""
+    if pub["ranked"]:
+        head = [f"U-Bench's top-10 for {pub['dataset']}, published by U-Bench ({pub['source']}), "
+                "not measured here:"]
+    else:
+        head = [f"U-Bench did not rank {pub['dataset']}; its published top-10 lists for zero-shot pairs "
+                f"into it and for the {pub['modality']} datasets it ranked follow, published by U-Bench "
+                f"({pub['source']}), not measured here:"]
+    head.append("(ubench: the ubench registry name where ubench has the model, `ubench models show "
+                "NAME`; '–' where it does not)")
+
+    def cell(e):
+        return f"{e['name']} | {e['model'] or '–'}"
+
+    for rec in pub["lists"]:
+        head += ["", f"{rec['label']} ({rec['setting']})", "",
+                 "| rank | by IoU | ubench | by U-Score | ubench |", "|---|---|---|---|---|"]
+        for a, b in zip(rec["iou"], rec["uscore"]):
+            head.append(f"| {a['rank']} | {cell(a)} | {cell(b)} |")
+    return "\n".join(head)
+
+
+def _unknown_dataset(dataset: str, cause: UbenchError) -> UbenchError:
+    """Nothing to show: name the datasets U-Bench ranked, and say how to get an advisor."""
+    from ubench.analysis import ubench_reference as ubref
+    from ubench.errors import close_names
+
+    ranked = ubref.ranked_datasets("in-domain")
+    close = close_names(dataset, ranked)
+    return UbenchError(
+        f"unknown dataset {dataset!r}: U-Bench published no ranking for it, it is neither registered "
+        f"nor prepared here, and there is no advisor to rank models for it ({cause.what})",
+        (f"did you mean {', '.join(close)}? " if close else "")
+        + f"U-Bench ranked: {', '.join(ranked)}; for your own data, prepare it and train the advisor "
+        "(`dvc repro advisor`)")
+
+
+def advise(dataset: str, model_path: Path = paths.ADVISOR_MODEL, *, by: str | None = None,
+           max_params: float | None = None, max_gflops: float | None = None,
+           min_fps: float | None = None, top: int = 5,
+           metrics_path: Path = paths.ADVISOR_METRICS):
+    """`ubench advise`, block by block: U-Bench's published rankings for ``dataset`` (if any), then
+    the advisor's ranking, or, with no trained advisor, how to train one.
+
+    A generator, so what was found is printed even if the advisor then fails; without a trained
+    advisor and with nothing published to show, the advisor's error stands.
+    """
+    _check_limits(max_params, max_gflops, min_fps, top)
+    pub = published_rankings(dataset)
+    absent = _absent_advisor(model_path)
+    if absent is not None and pub is None:
+        if _name_and_modality(dataset)[1] is None and not Path(dataset).exists():
+            raise _unknown_dataset(dataset, absent)
+        raise absent
+    if pub is not None:
+        yield render_published(pub)
+    if absent is not None:
+        yield (f"No trained advisor here ({absent.what}), so nothing is ranked from ubench's own results. "
+               f"To get one: {absent.fix}.")
+        return
+    table, info = recommend(dataset, model_path, by=by, max_params=max_params, max_gflops=max_gflops,
+                            min_fps=min_fps, top=top, metrics_path=metrics_path)
+    yield render_advice(table, info)

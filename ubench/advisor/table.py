@@ -1,9 +1,9 @@
 """The advisor's training table, assembled from the pipeline's outputs.
 
 One row per (dataset, model) of the grid: the score to rank by (the leaderboard's mean test IoU,
-or the U-Score computed per dataset from that IoU and the model's efficiency), the dataset's
+or the model's U-Score on that dataset as the uscore stage wrote it in metrics/uscore.json), the dataset's
 attributes and modality (recorded by the evaluate stage in ``metrics/eval/<ds>/<model>.json``)
-and the model's attributes (family and deep supervision from the registry, params and FLOPs from
+and the model's attributes (family, deep supervision, params and FLOPs as recorded by
 ``metrics/complexity``, FPS from ``metrics/speed``).
 
 FPS is a measurement: it differs between runs and machines. So it is a feature only when ranking
@@ -38,14 +38,15 @@ def _read(path: Path, what: str) -> dict:
 
 
 def model_record(model: str, with_speed: bool) -> dict:
-    """Attributes of one model of the grid (from the registry and the efficiency stages)."""
-    from ubench.models import model_info
-
-    info = model_info(model)
+    """Attributes of one model of the grid, as its complexity stage recorded them (registry facts
+    included), so the advisor stage depends on that stage's output, not on the model code."""
     cx = _read(paths.complexity_json(model), "complexity")
+    if "deep_supervision" not in cx:
+        raise UbenchError(f"{paths.complexity_json(model)} predates this ubench (no `deep_supervision`)",
+                          "run `dvc repro` to recompute the complexity stage")
     rec = {
-        "family": info.family,
-        "deep_supervision": int(bool(info.deep_supervision)),
+        "family": str(cx["family"]),
+        "deep_supervision": int(bool(cx["deep_supervision"])),
         "params_m": float(cx["params_m"]),
         "gflops": float(cx["gflops"]),
         "fps": None,
@@ -72,23 +73,29 @@ def build_table(cfg: Config, by: str) -> tuple[pd.DataFrame, dict[str, dict]]:
     """(table of (dataset, model) rows, per-model records) for the grid's in-domain datasets."""
     board = _read(paths.LEADERBOARD_JSON, "leaderboard")
     models = {m: model_record(m, with_speed=by == "uscore") for m in cfg.grid.models}
+    uscores = _read(paths.USCORE_JSON, "U-Score") if by == "uscore" else None
     rows = []
     for ds in cfg.grid.datasets:
         entries = board["datasets"][ds]["models"]
         scores = {m: float(entries[m]["iou_mean"]) for m in cfg.grid.models}
         if by == "uscore":
-            scores = per_dataset_uscore(scores, models)
+            scores = per_dataset_uscore(uscores, ds, cfg.grid.models)
         for m in cfg.grid.models:
             rows.append({"dataset": ds, "model": m, "score": scores[m],
                          **dataset_record(ds, m), **models[m]})
     return pd.DataFrame(rows), models
 
 
-def per_dataset_uscore(ious: dict[str, float], models: dict[str, dict]) -> dict[str, float]:
-    """U-Score of each model on one dataset (that dataset's IoU, the models' efficiency)."""
-    from ubench.analysis.uscore import uscore_table
+def per_dataset_uscore(report: dict, dataset: str, models) -> dict[str, float]:
+    """Each model's U-Score on ``dataset``, as the uscore stage wrote it in metrics/uscore.json.
 
-    rows = [{"model": m, "iou": ious[m], **{k: models[m][k] for k in ("params_m", "gflops", "fps")}}
-            for m in sorted(ious)]
-    table = uscore_table(rows)
-    return {m: float(v["uscore"]) for m, v in table["models"].items()}
+    The stage's file is the one source of U-Scores (U-Bench's definition, with the reference and
+    floor of params.yaml's ``uscore`` section), so the advisor ranks by exactly what the report shows.
+    """
+    per = report.get("datasets", {}).get(dataset, {}).get("uscore")
+    if report.get("definition") != "U-Bench" or per is None or any(m not in per for m in models):
+        raise UbenchError(
+            f"{paths.USCORE_JSON} has no U-Bench U-Score for every model on {dataset} "
+            "(written by an older ubench, or for another grid)",
+            "rerun the uscore stage: `dvc repro uscore`")
+    return {m: float(per[m]) for m in models}

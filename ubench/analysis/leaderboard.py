@@ -14,8 +14,11 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from scipy.stats import kendalltau
 
-from ubench.analysis.stats import AnalysisInputError, holm, mean_ci, paired_test
+from ubench.analysis import ubench_reference as ubref
+from ubench.analysis.degenerate import CRITERION, degeneracy, describe
+from ubench.analysis.stats import BOOTSTRAP_METHOD, AnalysisInputError, bootstrap_ci, holm, paired_test
 
 #: columns of a per-image score table
 SCORE_COLUMNS = ("id", "iou", "dice", "se", "pc", "f1", "acc", "hd95")
@@ -82,9 +85,12 @@ def _compare(frames: Mapping[str, pd.DataFrame], baseline: str, where: str,
     rows: dict[str, dict] = {}
     for m in sorted(frames):
         f = frames[m]
-        ci = mean_ci(pd.to_numeric(f["iou"]).to_numpy(dtype=float), confidence)
+        ci = bootstrap_ci(pd.to_numeric(f["iou"]).to_numpy(dtype=float), confidence)
+        deg = degeneracy(f)
         row = {"iou_mean": ci["mean"], "iou_std": ci["std"], "iou_ci_low": ci["ci_low"],
-               "iou_ci_high": ci["ci_high"]}
+               "iou_ci_high": ci["ci_high"], "pred_empty_share": deg["empty_share"],
+               "pred_full_share": deg["full_share"], "degenerate": deg["degenerate"],
+               "degenerate_kind": deg["kind"], "trivial_share": deg["trivial_share"]}
         for c in SECONDARY:
             row[f"{c}_mean"] = _defined_mean(f[c])
         if m == baseline:
@@ -110,6 +116,57 @@ def _ranks(rows: Mapping[str, Mapping]) -> dict[str, int]:
     return {m: int(v) for m, v in s.rank(method="min", ascending=False).items()}
 
 
+#: how ubench's order is compared with U-Bench's published one (written into every published block)
+AGREEMENT_STATISTIC = "kendall_tau_b"
+AGREEMENT_TEXT = "Kendall's tau-b (scipy.stats.kendalltau, two-sided p-value)"
+AGREEMENT_SCOPE = ("only models both in this grid and in U-Bench's published top 10 are compared: "
+                   "U-Bench publishes only its top 10, so a model outside it has no published rank")
+
+
+def rank_agreement(shared: list[dict]) -> dict:
+    """Kendall's tau-b between U-Bench's published ranks and ubench's ranks of the same models.
+
+    ``shared``: entries with ``model``, ``rank`` (published) and ``rank_here`` (ubench's). Ties in
+    ubench's ranks are handled by tau-b; tau and p are None, with the reason, when undefined.
+    """
+    out = {"statistic": AGREEMENT_STATISTIC, "description": AGREEMENT_TEXT, "compared": AGREEMENT_SCOPE,
+           "models": [e["model"] for e in shared], "n": len(shared), "tau": None, "p_value": None,
+           "reason": None}
+    if len(shared) < 2:
+        out["reason"] = (f"{len(shared)} model(s) of this grid in U-Bench's published top 10: "
+                         "a rank correlation needs at least 2")
+        return out
+    res = kendalltau([e["rank"] for e in shared], [e["rank_here"] for e in shared])
+    tau, p = float(res.statistic), float(res.pvalue)
+    if not math.isfinite(tau):
+        out["reason"] = "every shared model has the same rank here (equal mean IoU): tau is undefined"
+        return out
+    out.update(tau=tau, p_value=p if math.isfinite(p) else None)
+    return out
+
+
+def published_block(name: str, setting: str, ranks: Mapping[str, int]) -> dict | None:
+    """U-Bench's published IoU top 10 for a table named like one of its datasets (or zero-shot
+    pairs), with ubench's rank of each model it has here and the rank agreement; else None.
+
+    So a reader sees at once whether this grid reproduces the published order.
+    """
+    key = ubref.resolve_dataset(name)
+    if key is None or key not in ubref.ranked_datasets(setting):
+        return None
+    top10, seen = [], set()
+    for e in ubref.published_top10(key, "iou"):
+        here = ranks.get(e["model"]) if e["model"] is not None and e["model"] not in seen else None
+        if here is not None:
+            seen.add(e["model"])
+        top10.append({"rank": int(e["rank"]), "name": e["name"], "model": e["model"],
+                      "rank_here": None if here is None else int(here)})
+    return {"dataset": key, "ranked_by": "iou", "source": ubref.source_label(),
+            "note": "published by U-Bench, not measured here",
+            "top10": top10,
+            "agreement": rank_agreement([e for e in top10 if e["rank_here"] is not None])}
+
+
 def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
                       zeroshot: Mapping[tuple[str, str], Mapping[str, pd.DataFrame]],
                       baseline: str = "unet", alpha: float = 0.05, confidence: float = 0.95,
@@ -128,6 +185,10 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
     (positive = worse out of domain; None without an in-domain result). ``overall`` aggregates
     the in-domain datasets: mean IoU and mean rank over datasets, and wins/losses = datasets where
     the variant is significantly better/worse than the baseline.
+
+    A dataset or pair that U-Bench ranked (found by name, see ``ubench_reference.resolve_dataset``)
+    also gets ``published``: U-Bench's top 10 by IoU, its source and the rank agreement
+    (:func:`published_block`); the synthetic datasets have none.
     """
     if not 0.0 < alpha < 1.0:
         raise AnalysisInputError(f"alpha must be in (0, 1), got {alpha!r}", "use e.g. 0.05")
@@ -144,6 +205,9 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
         for m, rank in _ranks(rows).items():
             rows[m]["rank"] = rank
         datasets[ds] = {"n_images": int(len(frames[baseline])), "models": rows}
+        pub = published_block(ds, "in-domain", {m: r["rank"] for m, r in rows.items()})
+        if pub is not None:
+            datasets[ds]["published"] = pub
 
     zs: dict[str, dict] = {}
     for source, target in sorted(zeroshot):
@@ -151,7 +215,8 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
         frames = zeroshot[(source, target)]
         rows = _compare(frames, baseline, f"zero-shot {key}", confidence, alpha)
         keep = ("iou_mean", "iou_ci_low", "iou_ci_high", "delta_iou", "p_ttest", "p_wilcoxon",
-                "p_holm", "significant")
+                "p_holm", "significant", "pred_empty_share", "pred_full_share", "degenerate",
+                "degenerate_kind", "trivial_share")
         models = {}
         for m, r in rows.items():
             src = datasets.get(source, {}).get("models", {}).get(m)
@@ -159,23 +224,50 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
             models[m] = {**{k: r[k] for k in keep}, "drop_vs_in_domain": drop}
         zs[key] = {"source": source, "target": target,
                    "n_images": int(len(frames[baseline])), "models": models}
+        pub = published_block(key, "zero-shot", _ranks(rows))
+        if pub is not None:
+            zs[key]["published"] = pub
 
     overall: dict[str, dict] = {}
+    def counts(d: Mapping, m: str) -> bool:
+        """A win or loss counts only between two models that both learnt something."""
+        return not (d["models"][m].get("degenerate") or d["models"][baseline].get("degenerate"))
+
     for m in sorted({m for d in datasets.values() for m in d["models"]}):
         per = [d["models"][m] for d in datasets.values() if m in d["models"]]
+        fair = [d["models"][m] for d in datasets.values() if m in d["models"] and counts(d, m)]
         overall[m] = {
             "mean_iou": float(np.mean([r["iou_mean"] for r in per])),
             "mean_rank": float(np.mean([r["rank"] for r in per])),
             "n_datasets": len(per),
-            "wins": sum(1 for r in per if r["significant"] and r["delta_iou"] > 0),
-            "losses": sum(1 for r in per if r["significant"] and r["delta_iou"] < 0),
+            "wins": sum(1 for r in fair if r["significant"] and r["delta_iou"] > 0),
+            "losses": sum(1 for r in fair if r["significant"] and r["delta_iou"] < 0),
         }
 
+    for m, r in overall.items():
+        r["degenerate_on"] = sorted(ds for ds, d in datasets.items() if d["models"].get(m, {}).get("degenerate"))
     board = {"baseline": baseline, "protocol": protocol, "alpha": float(alpha),
-             "confidence": float(confidence), "datasets": datasets, "zeroshot": zs,
-             "overall": overall}
+             "confidence": float(confidence), "interval_method": BOOTSTRAP_METHOD,
+             "degenerate_criterion": CRITERION, "datasets": datasets, "zeroshot": zs,
+             "overall": overall, "warnings": degenerate_warnings(datasets, zs, baseline)}
     _assert_json_safe(board)
     return board
+
+
+def degenerate_warnings(datasets: Mapping[str, Mapping], zeroshot: Mapping[str, Mapping],
+                        baseline: str) -> list[str]:
+    """One line per degenerate (model, dataset); a comparison with a degenerate baseline says so."""
+    out = []
+    tables = [(ds, d) for ds, d in sorted(datasets.items())] + \
+             [(f"{z['source']} → {z['target']} (zero-shot)", z) for _, z in sorted(zeroshot.items())]
+    for where, d in tables:
+        for m, r in sorted(d["models"].items()):
+            if r.get("degenerate"):
+                out.append(describe(m, where, {"kind": r["degenerate_kind"], "trivial_share": r["trivial_share"]}))
+        if d["models"].get(baseline, {}).get("degenerate"):
+            out.append(f"every comparison on {where} is against a degenerate baseline ({baseline}): "
+                       f"a variant that is 'better' there has beaten a model that learnt nothing")
+    return out
 
 
 def _assert_json_safe(obj, where: str = "$") -> None:
@@ -218,12 +310,39 @@ def _ci(r: Mapping) -> str:
     return f"{r['iou_mean']:.4f} [{r['iou_ci_low']:.4f}, {r['iou_ci_high']:.4f}]"
 
 
-def _marker(m: str, r: Mapping, baseline: str) -> str:
+def _marker(m: str, r: Mapping, baseline: str, base_row: Mapping | None = None) -> str:
+    if r.get("degenerate"):
+        return f"degenerate ({r['degenerate_kind']})" + (" · baseline" if m == baseline else "")
     if m == baseline:
         return "baseline"
+    if base_row is not None and base_row.get("degenerate"):
+        return "vs degenerate baseline"
     if not r["significant"]:
         return "n.s."
     return "better *" if r["delta_iou"] > 0 else "worse *"
+
+
+def _shares(r: Mapping) -> str:
+    if r.get("pred_empty_share") is None:
+        return "–"
+    return f"{r['pred_empty_share']:.0%} / {r['pred_full_share']:.0%}"
+
+
+def _published_lines(pub: Mapping | None) -> list[str]:
+    """The published top 10 with ubench's rank beside each model this grid has, and the agreement."""
+    if not pub:
+        return []
+    items = [f"{e['rank']}. {e['name']}"
+             + (f" (here: rank {e['rank_here']})" if e["rank_here"] is not None else "")
+             for e in pub["top10"]]
+    a = pub["agreement"]
+    if a["tau"] is None:
+        agree = f"not computed: {a['reason']}"
+    else:
+        agree = f"tau = {a['tau']:.3f}, p = {_p(a['p_value'])}, n = {a['n']} ({', '.join(a['models'])})"
+    return [f"U-Bench published top-10 (IoU), {pub['note']} ({pub['source']}): " + "; ".join(items) + ".",
+            "",
+            f"Rank agreement with U-Bench, {a['description']}: {agree}. Note: {a['compared']}.", ""]
 
 
 def render_markdown(board: Mapping) -> str:
@@ -231,7 +350,8 @@ def render_markdown(board: Mapping) -> str:
 
     Per dataset: model, IoU mean [CI], Dice, delta IoU vs baseline, p (t-test), p (Wilcoxon),
     p (Holm), significance, rank (rows by rank, then name). Then the zero-shot tables and the
-    overall table (by mean rank, then name).
+    overall table (by mean rank, then name). Under a table U-Bench also ranked: its published
+    top-10 by IoU, ubench's rank beside each model of the grid, and the rank agreement.
     """
     base = board["baseline"]
     conf = round(board["confidence"] * 100, 4)
@@ -240,7 +360,10 @@ def render_markdown(board: Mapping) -> str:
              f"- Baseline: `{base}`; paired tests over the same test images (t-test as in the "
              f"paper, Wilcoxon signed-rank as a robust check), Holm-corrected across the variants "
              f"of each table; significance at alpha = {board['alpha']:g}",
-             f"- IoU intervals: {conf:g}% t-interval of the mean over test images", ""]
+             f"- IoU intervals: {conf:g}% {board.get('interval_method', 't-interval of the mean')}",
+             f"- Degenerate (flagged, never starred): {board.get('degenerate_criterion', '–')}", ""]
+    if board.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- ⚠ {w}" for w in board["warnings"]] + [""]
     if board["protocol"] == "ubench":
         lines += ["**Protocol `ubench`: the best epoch was chosen on the reported split, as U-Bench "
                   "does, so these numbers are optimistic.**", ""]
@@ -249,13 +372,15 @@ def render_markdown(board: Mapping) -> str:
     for ds, d in sorted(board["datasets"].items()):
         lines += [f"### {ds} (n = {d['n_images']} test images)", "",
                   "| Model | IoU mean [CI] | Dice | ΔIoU vs baseline | p (t-test) | p (Wilcoxon) "
-                  "| p (Holm) | Significance | Rank |",
-                  "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+                  "| p (Holm) | Significance | Empty / full predictions | Rank |",
+                  "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+        base_row = d["models"].get(base)
         for m, r in sorted(d["models"].items(), key=lambda kv: (kv[1]["rank"], kv[0])):
             lines.append(f"| {m} | {_ci(r)} | {_f(r['dice_mean'])} | {_signed(r['delta_iou'])} | "
                          f"{_p(r['p_ttest'])} | {_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | "
-                         f"{_marker(m, r, base)} | {r['rank']} |")
+                         f"{_marker(m, r, base, base_row)} | {_shares(r)} | {r['rank']} |")
         lines.append("")
+        lines += _published_lines(d.get("published"))
 
     if board["zeroshot"]:
         lines += ["## Zero-shot", "",
@@ -263,20 +388,23 @@ def render_markdown(board: Mapping) -> str:
         for key, z in sorted(board["zeroshot"].items()):
             lines += [f"### {z['source']} → {z['target']} (n = {z['n_images']} images)", "",
                       "| Model | IoU mean [CI] | ΔIoU vs baseline | p (t-test) | p (Wilcoxon) "
-                      "| p (Holm) | Significance | Drop vs in-domain |",
-                      "|---|---|---:|---:|---:|---:|---|---:|"]
+                      "| p (Holm) | Significance | Empty / full predictions | Drop vs in-domain |",
+                      "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+            base_row = z["models"].get(base)
             for m, r in sorted(z["models"].items(), key=lambda kv: (-kv[1]["iou_mean"], kv[0])):
                 lines.append(f"| {m} | {_ci(r)} | {_signed(r['delta_iou'])} | {_p(r['p_ttest'])} | "
-                             f"{_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | {_marker(m, r, base)} | "
-                             f"{_signed(r['drop_vs_in_domain'])} |")
+                             f"{_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | {_marker(m, r, base, base_row)} | "
+                             f"{_shares(r)} | {_signed(r['drop_vs_in_domain'])} |")
             lines.append("")
+            lines += _published_lines(z.get("published"))
 
     lines += ["## Overall", "",
-              "| Model | Mean IoU | Mean rank | Datasets | Wins | Losses |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "| Model | Mean IoU | Mean rank | Datasets | Wins | Losses | Degenerate on |",
+              "|---|---:|---:|---:|---:|---:|---|"]
     for m, r in sorted(board["overall"].items(), key=lambda kv: (kv[1]["mean_rank"], kv[0])):
         lines.append(f"| {m} | {r['mean_iou']:.4f} | {r['mean_rank']:.4f} | {r['n_datasets']} | "
-                     f"{r['wins']} | {r['losses']} |")
-    lines += ["", "Wins/losses: datasets where the variant is significantly better/worse than "
+                     f"{r['wins']} | {r['losses']} | {', '.join(r.get('degenerate_on', [])) or '–'} |")
+    lines += ["", "Wins/losses: datasets where neither the variant nor the baseline is degenerate and "
+              "the variant is significantly better/worse than "
               f"`{base}` (Holm-adjusted t-test p < {board['alpha']:g}).", ""]
     return "\n".join(lines)

@@ -64,26 +64,38 @@ def plot_iou_ci(board: Mapping, path: str | Path) -> None:
     _save(fig, path)
 
 
-def plot_iou_vs_uscore(uscore_table: Mapping, path: str | Path) -> None:
-    """Scatter of IoU (x) against U-Score (y), each point labelled with its model name."""
-    models = uscore_table["models"]
-    if not models:
-        raise AnalysisInputError("U-Score table has no models to plot")
+def plot_iou_vs_uscore(report: Mapping, path: str | Path) -> None:
+    """IoU (x) against U-Score x 100 (y), from a ``uscore_report`` (metrics/uscore.json).
+
+    Small grey points: each (model, in-domain dataset). Labelled points: each model's mean IoU
+    over the in-domain datasets against its overall U-Score (the mean of its per-dataset ones).
+    The title names the definition, reference and floor, and flags FPS that is not comparable
+    with the reference.
+    """
+    datasets = report["datasets"]
+    overall = report["uscore"]
+    if not overall:
+        raise AnalysisInputError("U-Score report has no models to plot")
     fig = Figure(figsize=(6.5, 5.0))
     ax = fig.subplots()
-    names = sorted(models)
-    xs = [models[m]["iou"] for m in names]
-    ys = [models[m]["uscore"] for m in names]
+    for d in datasets.values():
+        ms = sorted(d["uscore"])
+        ax.scatter([d["iou"][m] for m in ms], [100 * d["uscore"][m] for m in ms], color="#bbbbbb", s=12)
+    names = sorted(overall)
+    xs = [sum(d["iou"][m] for d in datasets.values() if m in d["iou"])
+          / sum(1 for d in datasets.values() if m in d["iou"]) for m in names]
+    ys = [100 * overall[m] for m in names]
     ax.scatter(xs, ys, color=MODEL_COLOR)
     for m, x, y in zip(names, xs, ys):
         ax.annotate(m, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("IoU")
-    ax.set_ylabel("U-Score")
-    ax.set_ylim(-0.05, 1.05)
-    title = f"IoU vs U-Score ({len(uscore_table['reference_models'])} reference models)"
-    if uscore_table.get("warning"):
-        title += "\nsmall reference set: compare only within it"
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"IoU (labelled: mean over {len(datasets)} in-domain dataset(s); grey: per dataset)")
+    ax.set_ylabel("U-Score x 100")
+    ax.set_ylim(-5, 105)
+    title = (f"IoU vs U-Score ({report['definition']} definition, reference {report['reference']}, "
+             f"floor {report['floor']:g})")
+    if report["device"]["comparable_with_reference"] is False:
+        title += "\nFPS not measured on a GPU: not comparable with U-Bench's U-Scores"
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)

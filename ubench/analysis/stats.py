@@ -49,12 +49,9 @@ def _finite_or_none(x: float | None) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict:
-    """Mean with a Student-t confidence interval (the sample is the test images).
-
-    ``std`` is the sample standard deviation (ddof=1). With one value the spread is unknown, so
-    ``std``, ``ci_low`` and ``ci_high`` are ``None``; with zero variance the interval is the mean.
-    """
+def _interval_input(values: Sequence[float], confidence: float) -> tuple[np.ndarray, dict | None]:
+    """Checked scores, and the answer itself where no interval is needed (one value: unknown
+    spread, so no interval; zero spread: the point itself)."""
     if not 0.0 < confidence < 1.0:
         raise AnalysisInputError(f"confidence must be in (0, 1), got {confidence!r}", "use e.g. 0.95")
     arr = _as_finite_1d(values, "values")
@@ -63,12 +60,59 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict:
         raise AnalysisInputError("cannot take the mean of no values", "pass at least one score")
     mean = float(arr.mean())
     if n == 1:
-        return {"mean": mean, "std": None, "ci_low": None, "ci_high": None, "n": 1}
-    std = float(arr.std(ddof=1))
-    if std == 0.0:
-        return {"mean": mean, "std": 0.0, "ci_low": mean, "ci_high": mean, "n": n}
+        return arr, {"mean": mean, "std": None, "ci_low": None, "ci_high": None, "n": 1}
+    if float(arr.std(ddof=1)) == 0.0:
+        return arr, {"mean": mean, "std": 0.0, "ci_low": mean, "ci_high": mean, "n": n}
+    return arr, None
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean with a Student-t confidence interval (the sample is the test images).
+
+    ``std`` is the sample standard deviation (ddof=1). With one value the spread is unknown, so
+    ``std``, ``ci_low`` and ``ci_high`` are ``None``; with zero variance the interval is the mean.
+    """
+    arr, trivial = _interval_input(values, confidence)
+    if trivial is not None:
+        return trivial
+    n, mean, std = int(arr.size), float(arr.mean()), float(arr.std(ddof=1))
     half = float(sps.t.ppf(0.5 + confidence / 2.0, df=n - 1)) * std / math.sqrt(n)
     return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+
+
+BOOTSTRAP_RESAMPLES = 9999
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_METHOD = (f"BCa bootstrap of the mean over test images ({BOOTSTRAP_RESAMPLES:,} resamples, "
+                    f"seed {BOOTSTRAP_SEED}); it never leaves the range of the scores, so an IoU "
+                    "interval stays inside [0, 1]")
+
+
+def bootstrap_ci(values: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean with a bias-corrected and accelerated (BCa) bootstrap interval, for bounded scores.
+
+    Why not the t-interval: IoU lives in [0, 1] and is often piled up at 0 or 1, where mean ± t·SE
+    crosses the bound (a "[-0.02, 0.32]" interval for IoU says something impossible). Bootstrap
+    intervals are percentiles of resampled means, so they stay within [min, max] of the scores.
+    Seeded, so the same scores always give the same interval. Same degenerate cases as ``mean_ci``
+    (one value: no interval; zero spread: the point itself). Where BCa is undefined (a sample so
+    lopsided that its acceleration is NaN), the plain percentile interval is used.
+    """
+    arr, trivial = _interval_input(values, confidence)
+    if trivial is not None:
+        return trivial
+    n, mean, std = int(arr.size), float(arr.mean()), float(arr.std(ddof=1))
+    low = high = math.nan
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's DegenerateDataWarning: handled by the fallback
+            res = sps.bootstrap((arr,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
+                                method=method, rng=np.random.default_rng(BOOTSTRAP_SEED))
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(low) and math.isfinite(high):
+            break
+    lo_bound, hi_bound = float(arr.min()), float(arr.max())
+    return {"mean": mean, "std": std, "ci_low": min(max(low, lo_bound), mean),
+            "ci_high": max(min(high, hi_bound), mean), "n": n}
 
 
 def paired_test(variant: Sequence[float], baseline: Sequence[float]) -> dict:

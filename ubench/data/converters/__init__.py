@@ -36,8 +36,15 @@ def all_converters() -> dict[str, Converter]:
 
 
 def get_converter(name: str) -> Converter:
-    """The converter for format ``name``, or a UbenchError listing the close names."""
+    """The converter for format ``name``, or a UbenchError listing every format.
+
+    Every name is listed, uncut: ``ubench`` (U-Bench's layout, for one's own data) belongs to no
+    registered dataset, so `datasets list` alone would never show it.
+    """
     convs = all_converters()
     if name not in convs:
-        raise unknown_name_error("format", name, convs, fix_tail="`ubench datasets list` shows each dataset's format")
+        raise unknown_name_error(
+            "format", name, convs, limit=None,
+            fix_tail="`ubench datasets list` shows each dataset's format; `ubench` is U-Bench's layout "
+            "(images/ + masks/0/) for your own data")
     return convs[name]

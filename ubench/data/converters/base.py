@@ -26,10 +26,12 @@ from ubench.errors import UbenchError
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a raw folder: which file (relative path, '' = the folder) and why."""
+    """One thing wrong with a raw folder: which file (relative path, '' = the folder), why, and
+    (when known) how to fix it: the ``fix`` of the UbenchError it came from."""
 
     path: str
     message: str
+    fix: str = ""
 
     def line(self) -> str:
         if self.path and self.path in self.message:
@@ -137,21 +139,26 @@ def check_folder(conv: Converter, root: Path) -> tuple[ScanResult, list[Problem]
         try:
             good += len(decode_item(conv, root, item))
         except UbenchError as exc:
-            problems.append(Problem(relative(item.image, root), exc.what))
+            problems.append(Problem(relative(item.image, root), exc.what, exc.fix))
     if not scan.items and not problems:
         problems.append(Problem("", f"no {conv.name} data found; expected {conv.layout}"))
     return scan, problems, good
 
 
 def problems_error(conv: Converter, root: Path, problems: list[Problem]) -> UbenchError:
-    """One UbenchError listing the first problems (the full list: ``ubench datasets check``)."""
+    """One UbenchError listing the first problems (the full list: ``ubench datasets check``).
+
+    Its fix names the problems' own fixes (the first three distinct ones), then the general one.
+    """
     shown = "\n  ".join(p.line() for p in problems[:10])
     more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""
-    return UbenchError(
-        f"{len(problems)} problem(s) in {root} (format {conv.name}):\n  {shown}{more}",
+    specific = list(dict.fromkeys(p.fix for p in problems if p.fix))[:3]
+    general = (
         f"fix or remove those files (full report: ubench datasets check {root} --format {conv.name}); "
-        f"expected layout: {conv.layout}",
+        f"expected layout: {conv.layout}"
     )
+    return UbenchError(f"{len(problems)} problem(s) in {root} (format {conv.name}):\n  {shown}{more}",
+                       "; ".join([*specific, general]))
 
 
 def convert_folder(
@@ -184,7 +191,7 @@ def convert_folder(
         try:
             samples.extend(transform(s) if transform else s for s in decode_item(conv, root, item))
         except UbenchError as exc:
-            problems.append(Problem(relative(item.image, root), exc.what))
+            problems.append(Problem(relative(item.image, root), exc.what, exc.fix))
     if problems:
         raise problems_error(conv, root, problems)
     ids = [s.id for s in samples]

@@ -139,6 +139,7 @@ STARE = PairedFolders(
     images=(f"**/{_STARE_IMAGE}.ppm", f"**/{_STARE_IMAGE}.ppm.gz"),
     mask_glob=(f"**/{_STARE_IMAGE}.ah.ppm", f"**/{_STARE_IMAGE}.ah.ppm.gz"),
     mask_for=lambda rel: f"**/{glob.escape(_stare_id(rel))}.ah.ppm*",
+    mask_ok=lambda rel, mask: mask.name in (f"{_stare_id(rel)}.ah.ppm", f"{_stare_id(rel)}.ah.ppm.gz"),
     policy="binary",
     id_for=_stare_id,
 )

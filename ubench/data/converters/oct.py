@@ -12,8 +12,9 @@ Layout (one folder per sample, like DSB2018)::
 
 Quirks handled:
 - one sample folder (``815DME_F``) also holds another sample's mask (``MASK-DME511.png``): when a
-  folder has several masks, the one whose name starts with the folder's leading number is used;
-  if that does not single one out, the folder is reported;
+  folder has several masks, the one whose name starts with the folder's leading number (815 in
+  ``815DME_F.png``, not in ``8150….png``) is used; if that does not single one out, the folder is
+  reported;
 - masks are saved as 3-channel 0/255 images with a few intermediate edge values, so foreground
   is ``>= 128``; a mask stored as 0/1 (MATLAB logical) is read as 0/255 first.
 No official split ships with the data (a seeded split is made); ``group`` is the sample.
@@ -43,18 +44,21 @@ def pick_mask(sample: str, masks: list[Path]) -> Path | None:
     number = re.match(r"\d+", sample)
     if number is None:
         return None
-    own = [m for m in masks if m.name.startswith(number.group(0))]
+    own = [m for m in masks if re.match(rf"{number.group(0)}(?!\d)", m.name)]  # 815, not 8150
     return own[0] if len(own) == 1 else None
 
 
 def read_fluid_mask(path: Path) -> np.ndarray:
-    """A cystoid-fluid mask file → 0/1: ``>= 128`` is fluid; a 0/1-valued mask counts 1 as fluid."""
-    im = pixels.open_image(path, "mask")
-    if im.mode in ("P", "PA", "1"):
-        im = im.convert("L")
-    arr = np.asarray(im)
+    """A cystoid-fluid mask file → 0/1: ``>= 128`` is fluid; a 0/1-valued mask counts 1 as fluid.
+
+    The shared pixel rules come first (``pixels.mask_pixels``): a palette mask is read by its
+    index and must then be binary; a mask whose alpha is not uniformly opaque is refused.
+    """
+    arr, indexed = pixels.mask_pixels(pixels.open_image(path, "mask"), path)
+    if indexed:
+        return pixels.binary_mask(arr, path, "palette indices")
     if arr.ndim == 3:
-        arr = arr[..., :3].max(axis=2)
+        arr = arr.max(axis=2)
     if arr.size and arr.max() == 1:
         arr = arr.astype(np.uint8) * 255
     return pixels.mask_from_array(arr, path, "threshold")

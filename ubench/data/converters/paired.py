@@ -8,12 +8,18 @@ reporting are written once here.
 
 Matching is by relative path, deterministic: images are ``glob`` matches under the root (sorted,
 minus ``exclude``); an image's masks are the matches of ``mask_for(image_rel)`` (a glob, relative
-to the root). Every file matched by ``mask_glob`` must belong to some image, or it is reported as
-unmatched (a mask whose image is missing is usually a broken download).
+to the root) that are EXACT: a glob is only a way to find candidates, never a prefix match.
+A ``mask_for`` glob whose name ends in ``.*`` means "this stem with one extension": the file's
+stem must equal the rest of the name (so ``img002.*`` finds ``img002.png`` but not
+``img002.b.png``, which is ``img002.b``'s mask). Any other wildcard in the name must be narrowed
+by ``mask_ok(image_rel, mask_path)`` to the format's documented mask names (BUSI's ``_mask`` and
+``_mask_<n>``, STARE's ``.ah.ppm[.gz]`` …). Every file matched by ``mask_glob`` must belong to some
+image, or it is reported as unmatched (a mask whose image is missing is usually a broken download).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -22,6 +28,12 @@ import numpy as np
 
 from ubench.data.converters import pixels
 from ubench.data.converters.base import Converter, Problem, RawItem, Sample, ScanResult, relative
+
+
+def _one_extension(pattern: str, path: Path) -> bool:
+    """True unless ``pattern``'s name ends in ``.*`` and ``path``'s stem is not exactly the rest."""
+    name = PurePosixPath(pattern).name
+    return not name.endswith(".*") or fnmatch.fnmatchcase(path.stem, name[:-2])
 
 
 def _glob(root: Path, patterns: tuple[str, ...]) -> list[Path]:
@@ -46,6 +58,7 @@ class PairedFolders(Converter):
         exclude: str | None = None,
         id_for: Callable[[PurePosixPath], str] | None = None,
         extra_for: Callable[[PurePosixPath], str] | None = None,
+        mask_ok: Callable[[PurePosixPath, Path], bool] | None = None,
         min_masks: int = 1,
         max_masks: int | None = 1,
         official_split: Callable[[Path, list[RawItem]], dict[str, list[str]] | None] | None = None,
@@ -58,6 +71,7 @@ class PairedFolders(Converter):
         self.exclude = re.compile(exclude) if exclude else None
         self.id_for = id_for or (lambda rel: rel.stem)
         self.extra_for = extra_for
+        self.mask_ok = mask_ok
         self.min_masks, self.max_masks = min_masks, max_masks
         self.official_split_fn = official_split
         self.apply_extra = apply_extra
@@ -77,7 +91,7 @@ class PairedFolders(Converter):
             if path.suffix.lower() not in pixels.IMAGE_EXTS and not path.name.endswith(".gz"):
                 continue
             seen += 1
-            masks = sorted(p for p in root.glob(self.mask_for(rel)) if p.is_file())
+            masks = self._masks(root, rel)
             claimed.update(masks)
             if len(masks) < self.min_masks:
                 problems.append(Problem(str(rel), f"no mask found (looked for {self.mask_for(rel)})"))
@@ -107,6 +121,12 @@ class PairedFolders(Converter):
         items.sort(key=lambda it: it.id)
         split = self.official_split_fn(root, items) if self.official_split_fn else None
         return ScanResult(items, problems, split)
+
+    def _masks(self, root: Path, rel: PurePosixPath) -> list[Path]:
+        """The image's mask files: ``mask_for``'s matches, kept only when exact (module docstring)."""
+        pattern = self.mask_for(rel)
+        found = (p for p in root.glob(pattern) if p.is_file() and _one_extension(pattern, p))
+        return sorted(p for p in found if self.mask_ok is None or self.mask_ok(rel, p))
 
     def load(self, root: Path, item: RawItem) -> list[Sample]:
         image = pixels.read_image(item.image)

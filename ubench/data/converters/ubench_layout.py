@@ -5,6 +5,13 @@ image folder plus a binary-mask folder for the foreground class (``masks/0``), w
 ``train.txt``/``val.txt`` naming the split by stem or file name. Anything a user drops into
 ``data/raw/<name>`` in that layout becomes a dataset. Masks must be binary (policy ``binary``):
 JPEG-compressed or multi-label masks are refused rather than thresholded silently.
+
+When the split files are present they must cover every image: an image in neither file would be
+converted but never trained or tested on, so it is refused as a problem of the folder (``datasets
+check`` lists it, with the count and the first ids), like an unknown or repeated name. Why a
+refusal and not a warning: scan problems are the converters' one channel to both ``datasets
+check`` and ``prepare`` (nothing here can warn), and a warning printed during a ``dvc repro``
+would scroll by while the partial split is recorded as the official one.
 """
 
 from __future__ import annotations
@@ -53,7 +60,11 @@ def _resolve_names(names: list[str], path: Path, file_names: dict[str, str]) -> 
 
 
 def read_split_names(root: Path, items: list[RawItem]) -> dict[str, list[str]] | None:
-    """U-Bench's train.txt/val.txt as id lists ({"train", "test"}), or None when neither exists."""
+    """U-Bench's train.txt/val.txt as id lists ({"train", "test"}), or None when neither exists.
+
+    A UbenchError when only one exists, or they name an unknown image, one twice, one in both, no
+    image at all, or leave an image of ``items`` out (it would go unused).
+    """
     present = [n for n in SPLIT_FILES if (root / n).is_file()]
     if not present:
         return None
@@ -77,6 +88,15 @@ def read_split_names(root: Path, items: list[RawItem]) -> dict[str, list[str]] |
     for key, fname in (("train", "train.txt"), ("test", "val.txt")):
         if not out[key]:
             raise UbenchError(f"{root / fname} lists no images", "list at least one image")
+    unlisted = sorted(set(file_names) - set(out["train"]) - set(out["test"]))
+    if unlisted:
+        shown = ", ".join(unlisted[:5]) + (" …" if len(unlisted) > 5 else "")
+        raise UbenchError(
+            f"{len(unlisted)} of {len(file_names)} image(s) in images/ are in neither train.txt nor "
+            f"val.txt of {root}, so they would be silently unused: {shown}",
+            "add each of them to train.txt or val.txt; if they must not be used, move them and their "
+            "masks out of the folder (or delete both split files for a seeded split of every image)",
+        )
     return out
 
 
@@ -89,7 +109,7 @@ class UBenchLayout(PairedFolders):
             try:
                 result.official_split = read_split_names(Path(root), result.items)
             except UbenchError as exc:  # reported like any bad file, so `datasets check` lists it
-                result.problems.append(Problem("train.txt/val.txt", exc.what))
+                result.problems.append(Problem("train.txt/val.txt", exc.what, exc.fix))
             result.split_files = tuple(Path(root) / n for n in SPLIT_FILES if (Path(root) / n).is_file())
         return result
 

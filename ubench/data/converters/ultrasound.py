@@ -31,7 +31,8 @@ def _in_folder(folder: str, suffix: str = ".*"):
 # ------------------------------------------------------------------------------------------- BUSI
 # Al-Dhabyani et al. 2020 (scholar.cu.edu.eg/?q=afahmy/pages/dataset; Kaggle mirror
 # aryashah2k/breast-ultrasound-images-dataset): Dataset_BUSI_with_GT/<class>/<class> (<n>).png with
-# '<stem>_mask.png' and, for 17 multifocal cases, '_mask_1.png', '_mask_2.png' (unioned here).
+# '<stem>_mask.png' and, for 17 multifocal cases, '_mask_1.png', '_mask_2.png' (unioned here); only
+# those names are the image's masks ('<stem>_mask copy.png' is reported, never unioned).
 BUSI_CLASSES = ("benign", "malignant", "normal")
 
 
@@ -48,6 +49,7 @@ BUSI = PairedFolders(
     images=tuple(f"{c}/*.png" for c in BUSI_CLASSES),
     mask_glob=tuple(f"{c}/*_mask*.png" for c in BUSI_CLASSES),
     mask_for=lambda rel: str(PurePosixPath(rel.parent, f"{glob.escape(rel.stem)}_mask*.png")),
+    mask_ok=lambda rel, mask: re.fullmatch(rf"{re.escape(rel.stem)}_mask(_\d+)?\.png", mask.name) is not None,
     policy="binary",
     id_for=_busi_id,
     max_masks=None,
@@ -254,7 +256,7 @@ class TuccHdf5(Converter):
         try:
             clips = _clips_of(path)
         except UbenchError as exc:
-            return ScanResult([], [Problem(TUCC_FILE, exc.what)])
+            return ScanResult([], [Problem(TUCC_FILE, exc.what, exc.fix)])
         return ScanResult([RawItem(clip, path, (path,), clip) for clip in sorted(clips)])
 
     def load(self, root: Path, item: RawItem) -> list[Sample]:

@@ -58,6 +58,7 @@ MONTGOMERY = PairedFolders(
     images=_under(_MC_PREFIXES, "CXR_png/*.png"),
     mask_glob=_under(_MC_PREFIXES, "ManualMask/leftMask/*.png", "ManualMask/rightMask/*.png"),
     mask_for=lambda rel: f"{glob.escape(str(rel.parent.parent))}/ManualMask/*Mask/{glob.escape(rel.name)}",
+    mask_ok=lambda rel, mask: mask.parent.name in ("leftMask", "rightMask"),
     policy="binary",
     min_masks=2,
     max_masks=2,
