@@ -37,10 +37,17 @@ def _stage(path: Path, model: str) -> str | None:
     return None
 
 
-def _recreate_fix(path: Path, model: str) -> str:
+def _retrain(path: Path, model: str, force: bool = True) -> str:
+    """The command that writes ``path`` again: its DVC stage (forced when the file exists), else train."""
     stage = _stage(path, model)
-    retrain = f"`dvc repro -f {stage}`" if stage else f"`ubench train --model {model} --dataset ...`"
-    return f"restore the version dvc.lock records with `dvc pull --force {path}`, or retrain it: {retrain}"
+    if stage:
+        return f"`dvc repro {'-f ' if force else ''}{stage}`"
+    return f"`ubench train --model {model} --dataset ...`"
+
+
+def _recreate_fix(path: Path, model: str) -> str:
+    return (f"restore the version dvc.lock records with `dvc pull --force {path}`, or retrain it: "
+            f"{_retrain(path, model)}")
 
 
 def _few(items: list[str], n: int = 3) -> str:
@@ -56,11 +63,10 @@ def _refused_what(exc: Exception) -> str:
 def read_checkpoint(path: str | Path, model_name: str) -> dict:
     """The checkpoint dict at ``path``, safely loaded and checked; a UbenchError for a bad file."""
     path = Path(path)
-    stage = _stage(path, model_name)
     if not path.exists():
-        train = f"`dvc repro {stage}`" if stage else f"`ubench train --model {model_name} ...`"
         raise UbenchError(f"checkpoint {path} not found",
-                          f"fetch it with `dvc pull {path}` if a DVC remote holds it, or train it: {train}")
+                          f"fetch it with `dvc pull {path}` if a DVC remote holds it, or train it: "
+                          f"{_retrain(path, model_name, force=False)}")
     fix = _recreate_fix(path, model_name)
     try:
         with open(path, "rb") as fh:
@@ -113,8 +119,7 @@ def load_checkpoint(path: str | Path, model_name: str):
     """Rebuild ``model_name`` from a checkpoint written by train_model: (model, checkpoint dict)."""
     path = Path(path)
     ckpt = read_checkpoint(path, model_name)
-    stage = _stage(path, model_name)
-    retrain = f"`dvc repro -f {stage}`" if stage else "`ubench train`"
+    retrain = _retrain(path, model_name)
     if ckpt["model"] != model_name:
         raise UbenchError(f"checkpoint {path} holds model {ckpt['model']!r}, not {model_name!r}",
                           f"pass the matching --model, or retrain it: {retrain}")

@@ -85,11 +85,6 @@ def _store(name: str, entry: dict, path: Path) -> None:
     write_json_atomic(path, {"version": CACHE_VERSION, "models": entries})
 
 
-def flops_size(info) -> int:
-    """256², U-Bench's size, or the model's own fixed size where it cannot take 256²."""
-    return 256 if info.accepts(256) else info.ref_input_size
-
-
 def complexity_table(names: list[str], compute: bool = False, progress: bool = True,
                      cache: Path | None = None) -> tuple[dict[str, dict], str]:
     """Params (M) and GFLOPs of ``names`` that the cache knows, computing the rest if ``compute``.
@@ -112,7 +107,7 @@ def complexity_table(names: list[str], compute: bool = False, progress: bool = T
         from ubench import efficiency  # by module, so that tests can replace efficiency.complexity
 
         for name in tqdm(missing, desc="params+FLOPs", unit="model", leave=False, disable=not progress):
-            size = flops_size(model_info(name))
+            size = model_info(name).size_for(256)  # U-Bench's size, or the model's own
             c = efficiency.complexity(name, size)
             entry = {"hash": hashes[name], "input_size": size, "params_m": float(c["params_m"]),
                      "gflops": float(c["gflops"])}

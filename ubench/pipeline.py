@@ -35,8 +35,7 @@ def _efficiency_size(cfg: Config, name: str) -> int:
     """The protocol size, or the model's own fixed size where it cannot take it (recorded)."""
     from ubench.models import model_info
 
-    info = model_info(name)
-    return cfg.efficiency.input_size if info.accepts(cfg.efficiency.input_size) else info.ref_input_size
+    return model_info(name).size_for(cfg.efficiency.input_size)
 
 
 def _require_prepared(dataset: str) -> Path:

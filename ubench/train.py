@@ -81,11 +81,6 @@ def predict_scores(model, loader, threshold: float, dev, class_names: list[str] 
     return rows
 
 
-def _state_bytes(obj: dict) -> bytes:
-    """The checkpoint file's bytes, checked to load back with evaluate's safe loader."""
-    return checkpoint_bytes(obj)
-
-
 def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, live_dir: Path,
                 protocol: str) -> dict:
     """Train ``model_name`` on a prepared dataset; write the best checkpoint and dvclive logs."""
@@ -112,7 +107,8 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
     loss_fn = make_loss(cfg, num_classes)
 
     best = {"val_iou": -1.0, "epoch": -1}
-    best_state: bytes | None = None
+    fingerprint = platform_fingerprint(dev, threads)  # where this checkpoint and its log were computed
+    best_state: dict | None = None  # serialised once, when written (not at every better epoch)
     # The dvclive folder and the checkpoint land together (ubench.io.atomic_outputs): a failure
     # leaves neither, and never a new log beside an old checkpoint. The checkpoint goes last.
     with atomic_outputs() as staged:
@@ -149,24 +145,24 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
             if val_iou > best["val_iou"]:
                 best = {"val_iou": val_iou, "val_dice": val_dice, "epoch": epoch + 1}
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                best_state = _state_bytes({
+                best_state = {
                     "model": model_name, "state_dict": state, "epoch": epoch + 1,
                     "num_classes": num_classes, "class_names": train_ds.class_names,
-                    "val_iou": val_iou, "protocol": protocol, "platform": platform_fingerprint(dev, threads),
+                    "val_iou": val_iou, "protocol": protocol, "platform": fingerprint,
                     "train": as_dict(cfg.train), "data": as_dict(cfg.data),
-                })
+                }
             tqdm.write(f"{model_name}: epoch {epoch + 1}/{tc.epochs} loss {train_loss:.4f} "
                        f"val IoU {val_iou:.4f}")
             live.next_step()
         live.summary["best/val_iou"] = best["val_iou"]
         live.summary["best/epoch"] = best["epoch"]
         live.summary["threads"] = threads
-        live.summary["platform"] = platform_fingerprint(dev, threads)  # what ubench verify compares
+        live.summary["platform"] = fingerprint  # what ubench verify compares
         live.make_summary()
         # dvclive records wall-clock time in its summary; it is not a deterministic output.
         _strip_dvclive_volatile(tmp_live)
         assert best_state is not None and math.isfinite(best["val_iou"])
-        staged.file(ckpt_path, best_state)
+        staged.file(ckpt_path, checkpoint_bytes(best_state))
     return best
 
 

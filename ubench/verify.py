@@ -550,16 +550,24 @@ def _read_recorded(root: Path, cache: Path, path: str, md5: str) -> bytes | None
     return None
 
 
-def _compare_document(path: str, md5: str, root: Path, scratch: Path, cache: Path,
-                      metric_tolerance: float) -> Verdict:
-    raw = _read_recorded(root, cache, path, md5)
+def _both_versions(path: str, md5: str | None, root: Path, scratch: Path, cache: Path) -> tuple[bytes, bytes] | Verdict:
+    """(recorded bytes, recomputed bytes) of one output, or the verdict when either is missing."""
+    raw = _read_recorded(root, cache, path, md5) if md5 else None
     if raw is None:
         return Verdict(DIFFERENT, "recorded file not in the DVC cache (`dvc pull` it)")
     fresh = scratch / path
     if not fresh.is_file():
         return Verdict(DIFFERENT, "not produced")
+    return raw, fresh.read_bytes()
+
+
+def _compare_document(path: str, md5: str, root: Path, scratch: Path, cache: Path,
+                      metric_tolerance: float) -> Verdict:
+    both = _both_versions(path, md5, root, scratch, cache)
+    if isinstance(both, Verdict):
+        return both
     try:
-        recorded, recomputed = _load_document(path, raw), _load_document(path, fresh.read_bytes())
+        recorded, recomputed = _load_document(path, both[0]), _load_document(path, both[1])
     except Exception as exc:  # noqa: BLE001 - an unreadable output is a difference, not a crash
         return Verdict(DIFFERENT, f"cannot read it ({type(exc).__name__})")
     return compare_documents(recorded, recomputed, metric_tolerance)
@@ -600,16 +608,11 @@ def _compare_measured_stage(stage: str, outs: list[dict], new_outs: dict, root: 
         if not path.endswith(".json"):
             report.add(stage, path, _short(md5), _short(got), Verdict(NOT_COMPARED, "rendering of a measurement"))
             continue
-        raw = _read_recorded(root, cache, path, md5) if md5 else None
-        fresh = scratch / path
-        if raw is None:
-            report.add(stage, path, _short(md5), "-",
-                       Verdict(DIFFERENT, "recorded file not in the DVC cache (`dvc pull` it)"))
-        elif not fresh.is_file():
-            report.add(stage, path, _short(md5), "-", Verdict(DIFFERENT, "not produced"))
+        both = _both_versions(path, md5, root, scratch, cache)
+        if isinstance(both, Verdict):
+            report.add(stage, path, _short(md5), "-", both)
         else:
-            verdict, rec_label, new_label = compare_measured(json.loads(raw), json.loads(fresh.read_text()),
-                                                             tolerance)
+            verdict, rec_label, new_label = compare_measured(json.loads(both[0]), json.loads(both[1]), tolerance)
             report.add(stage, path, rec_label, new_label, verdict)
 
 

@@ -272,19 +272,22 @@ def render_advice(table: pd.DataFrame, info: dict) -> str:
 
 def _name_and_modality(dataset: str) -> tuple[str, str | None]:
     """(name, modality) of a prepared folder's manifest, a registered dataset or a dataset prepared
-    under data/prepared; (the argument, None) when none of them knows it."""
+    under data/prepared, in that order; (the argument, None) when none of them knows it."""
     from ubench.data.registry import get_dataset, list_datasets
 
-    for folder in (Path(dataset), paths.PREPARED / dataset):
-        manifest = folder / "manifest.json"
-        if manifest.is_file():
-            try:
-                doc = json.loads(manifest.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue
-            return str(doc.get("name", folder.name)), doc.get("modality")
-        if folder == Path(dataset) and dataset in list_datasets():
-            return dataset, get_dataset(dataset).modality
+    def manifest(folder: Path) -> dict | None:
+        try:
+            doc = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    if (doc := manifest(Path(dataset))) is not None:
+        return str(doc.get("name", Path(dataset).name)), doc.get("modality")
+    if dataset in list_datasets():
+        return dataset, get_dataset(dataset).modality
+    if (doc := manifest(paths.PREPARED / dataset)) is not None:
+        return str(doc.get("name", dataset)), doc.get("modality")
     return dataset, None
 
 

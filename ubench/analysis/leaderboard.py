@@ -202,10 +202,11 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
     for ds in sorted(in_domain):
         frames = in_domain[ds]
         rows = _compare(frames, baseline, f"dataset {ds!r}", confidence, alpha)
-        for m, rank in _ranks(rows).items():
+        ranks = _ranks(rows)
+        for m, rank in ranks.items():
             rows[m]["rank"] = rank
         datasets[ds] = {"n_images": int(len(frames[baseline])), "models": rows}
-        pub = published_block(ds, "in-domain", {m: r["rank"] for m, r in rows.items()})
+        pub = published_block(ds, "in-domain", ranks)
         if pub is not None:
             datasets[ds]["published"] = pub
 
@@ -242,10 +243,9 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
             "n_datasets": len(per),
             "wins": sum(1 for r in fair if r["significant"] and r["delta_iou"] > 0),
             "losses": sum(1 for r in fair if r["significant"] and r["delta_iou"] < 0),
+            "degenerate_on": sorted(ds for ds, d in datasets.items() if d["models"].get(m, {}).get("degenerate")),
         }
 
-    for m, r in overall.items():
-        r["degenerate_on"] = sorted(ds for ds, d in datasets.items() if d["models"].get(m, {}).get("degenerate"))
     board = {"baseline": baseline, "protocol": protocol, "alpha": float(alpha),
              "confidence": float(confidence), "interval_method": BOOTSTRAP_METHOD,
              "degenerate_criterion": CRITERION, "datasets": datasets, "zeroshot": zs,

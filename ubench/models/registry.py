@@ -56,6 +56,11 @@ class ModelInfo:
             return size in self.input_sizes
         return size % self.size_multiple == 0
 
+    def size_for(self, size: int) -> int:
+        """``size`` where the model takes it, else the size of the configuration U-Bench benchmarks
+        (params/FLOPs/FPS of a fixed-size model are measured at its own size, and say so)."""
+        return size if self.accepts(size) else self.ref_input_size
+
     def smallest_size(self, at_least: int = 64) -> int:
         """The smallest accepted square size >= ``at_least`` (what quick tests run at)."""
         if self.input_sizes is not None:
