@@ -84,3 +84,13 @@ def test_degenerate_variant_is_flagged_not_a_loss():
     assert board["overall"]["b"]["wins"] == 1  # two models that both learnt: counted
     assert [w for w in board["warnings"] if w.startswith("a on ds is degenerate")]
     assert "degenerate (all-foreground)" in render_markdown(board)
+
+
+def test_plot_labels_name_degenerate_models():
+    from ubench.analysis.plots import model_label
+
+    board = build_leaderboard({"ds": {"unet": EMPTY, "a": LEARNT, "b": FULL}}, {})
+    rows = board["datasets"]["ds"]["models"]
+    assert model_label("unet", rows["unet"], "unet") == "unet (baseline, degenerate: empty)"
+    assert model_label("a", rows["a"], "unet") == "a"
+    assert model_label("b", rows["b"], "unet") == "b (degenerate: all-foreground)"

@@ -30,8 +30,16 @@ def _save(fig: Figure, path: str | Path) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
+def model_label(model: str, row: Mapping, baseline: str) -> str:
+    """A model's tick label: the baseline and a degenerate (collapsed) result say so."""
+    notes = (["baseline"] if model == baseline else []) + (
+        [f"degenerate: {row.get('degenerate_kind')}"] if row.get("degenerate") else [])
+    return f"{model} ({', '.join(notes)})" if notes else model
+
+
 def plot_iou_ci(board: Mapping, path: str | Path) -> None:
-    """One PNG, one panel per dataset: mean IoU per model with its CI, baseline in red."""
+    """One PNG, one panel per dataset: mean IoU per model with its CI, baseline in red, degenerate
+    (collapsed) results hollow and labelled."""
     datasets = sorted(board["datasets"])
     if not datasets:
         raise AnalysisInputError("leaderboard has no datasets to plot")
@@ -50,9 +58,11 @@ def plot_iou_ci(board: Mapping, path: str | Path) -> None:
                 xerr = [[r["iou_mean"] - r["iou_ci_low"]], [r["iou_ci_high"] - r["iou_mean"]]]
             else:
                 xerr = None
-            ax.errorbar([r["iou_mean"]], [y], xerr=xerr, fmt="o", color=color, capsize=3)
+            # a collapsed model is drawn hollow and named so: its IoU measures no learnt segmentation
+            face = "white" if r.get("degenerate") else color
+            ax.errorbar([r["iou_mean"]], [y], xerr=xerr, fmt="o", color=color, mfc=face, capsize=3)
         ax.set_yticks(range(len(order)))
-        ax.set_yticklabels([f"{m} (baseline)" if m == base else m for m in order])
+        ax.set_yticklabels([model_label(m, rows[m], base) for m in order])
         for lab, m in zip(ax.get_yticklabels(), order):
             if m == base:
                 lab.set_color(BASELINE_COLOR)
