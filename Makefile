@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_CPU := torch==2.13.0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test test-slow setup clean-outputs
+.PHONY: run test test-slow setup data-pin browser clean-outputs
 
 $(BIN)/.ubench-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,12 +25,22 @@ setup: $(BIN)/.ubench-installed
 # of real data is never touched (`dvc pull data.dvc` fetches it).
 EMPTY_DIR_MD5 := d751713988987e9331980363e24189ce.dir
 
-run: setup
+data-pin:
 	@if grep -q '$(EMPTY_DIR_MD5)' data.dvc && [ -z "$$(ls -A data/raw 2>/dev/null)" ]; then \
 		mkdir -p data/raw && $(BIN)/dvc commit --force --quiet data.dvc; fi
+
+run: setup data-pin
 	$(BIN)/dvc repro
 
-test: setup
+# Debian's Chromium renders reports/index.html in tests/test_html_report.py. It is installed where
+# this user may (root, with apt-get: about 1 minute); elsewhere that test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		echo "installing Debian's chromium for the report's browser test" && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: no chromium (not root, or no apt-get): the browser test will be skipped"
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 test-slow: setup

@@ -17,7 +17,7 @@ TINY = {
     "split": {"val_fraction": 0.25, "test_fraction": 0.25},
     "data": {"image_size": 32},
     "train": {"epochs": 1, "batch_size": 4, "threads": 2},
-    "efficiency": {"input_size": 64, "speed": {"warmup": 1, "repeats": 2}},
+    "efficiency": {"input_size": 64, "speed": {"warmup": 1, "window": 2, "max_seconds": 0.5, "tolerance": 0.5}},
     "candidate": {"model": "unet", "datasets": ["synth"]},
 }
 
@@ -121,6 +121,10 @@ def run_in(repo: Path, *cmd: str, check: bool = True, env: dict | None = None,
     return r
 
 
+# folders of `cache: false` stage outputs that git holds (the default grid's results)
+OUTPUT_DIRS = ("metrics/", "results/", "reports/")
+
+
 def clone_tiny(dst: Path) -> Path:
     """Copy the files git would ship (tracked + untracked-not-ignored) into a fresh git repo at
     ``dst``, with the tiny params (every key spelled out: dvc.yaml interpolates them) and no
@@ -135,6 +139,8 @@ def clone_tiny(dst: Path) -> Path:
     listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                              cwd=REPO_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
     for rel in filter(None, listing):
+        if rel.startswith(OUTPUT_DIRS):  # the default grid's committed outputs: not the tiny grid's
+            continue
         src = REPO_ROOT / rel
         if src.is_file():
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)

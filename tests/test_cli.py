@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_unknown_model_is_a_clean_error(capsys, workdir):
 
 
 def test_bad_params_file_is_a_clean_error(capsys, workdir):
-    (workdir / "params.yaml").write_text(PARAMS_TEXT.replace("epochs: 3", "epochs: many"))
+    (workdir / "params.yaml").write_text(re.sub(r"(?m)^(\s+epochs:) \d+", r"\1 many", PARAMS_TEXT))
     assert main(["prepare", "synth"]) == 2
     err = capsys.readouterr().err
     assert "`train.epochs` must be an integer" in err and "fix:" in err
@@ -61,3 +62,16 @@ def test_python_dash_m_entry_point():
 def test_parser_requires_a_command():
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
+
+
+def test_a_failure_inside_dvc_exp_run_says_how_to_restore_params(capsys, workdir, monkeypatch):
+    """`dvc exp run -S` writes params.yaml first and leaves the value there when a stage fails."""
+    (workdir / "params.yaml").write_text(PARAMS_TEXT)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    assert main(["train", "--model", "unet", "--dataset", "nowhere"]) == 2
+    assert "dvc exp run" not in capsys.readouterr().err
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-1")
+    assert main(["train", "--model", "unet", "--dataset", "nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert "note: this stage ran inside `dvc exp run`" in err and "git checkout params.yaml" in err
+    assert "--temp" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import _merge, project_params, tiny_params
@@ -80,7 +82,8 @@ def test_errors_name_the_params_file_given(tmp_path):
     mine.write_text("")
     with pytest.raises(UbenchError, match="my-params.yaml is empty"):
         load_config(mine)
-    text = open("params.yaml").read().replace("epochs: 3", "epochs: 0")
+    text = re.sub(r"(?m)^(\s+epochs:) \d+", r"\1 0", open("params.yaml").read())
+    assert "epochs: 0" in text
     mine.write_text(text)
     with pytest.raises(UbenchError) as exc:
         load_config(mine)
@@ -93,7 +96,7 @@ def test_duplicate_yaml_key_is_refused(tmp_path):
     with pytest.raises(UbenchError, match="key 'train' given twice"):
         load_config(dup)
     nested = tmp_path / "nested.yaml"
-    nested.write_text(open("params.yaml").read().replace("  epochs: 3", "  epochs: 3\n  epochs: 4"))
+    nested.write_text(re.sub(r"(?m)^(  epochs: \d+)", r"\1\n  epochs: 4", open("params.yaml").read()))
     with pytest.raises(UbenchError, match="key 'epochs' given twice"):
         load_config(nested)
 

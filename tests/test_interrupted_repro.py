@@ -6,7 +6,7 @@ way, then reaped (DVC takes a zombie's PID for a live lock holder). The checkpoi
 removed it before the run; ubench's writers are atomic, so no partial one appears), the next run
 recomputes the same bytes as the uninterrupted one, and afterwards nothing is left to reproduce:
 the atomic writers' leftover temporaries are ignored by DVC (.dvcignore), so they do not change the
-hash of a folder dep such as metrics/train/synth.
+hash of a folder dep such as results/train/synth.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _live_members(pgid: int, wait: float = 10.0) -> list[int]:
 def test_killed_repro_recovers(tiny_copy):
     repo = tiny_copy
     recorded = _outs(repo, STAGE)
-    live_parent = repo / "metrics/train/synth"
+    live_parent = repo / "results/train/synth"
     log = open(repo.parent / "repro.log", "w")
     proc = subprocess.Popen(["dvc", "repro", "-f", "-s", STAGE], cwd=repo, env=repo_env(),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -78,7 +78,7 @@ def test_killed_repro_recovers(tiny_copy):
         assert hashlib.md5(ckpt.read_bytes()).hexdigest() == recorded["models/synth/unet.pt"]
     visible = [p.name for p in (repo / "models/synth").iterdir() if p.name.startswith("unet")]
     assert visible in ([], ["unet.pt"])
-    metrics = repo / "metrics/train/synth/unet/metrics.json"
+    metrics = repo / "results/train/synth/unet/metrics.json"
     assert not metrics.exists() or hashlib.md5(metrics.read_bytes()).hexdigest() == recorded[str(
         metrics.relative_to(repo))]
 

@@ -198,11 +198,16 @@ def test_markdown_report():
     assert "optimistic" in ub
 
 
-def test_plot_rows_sorted():
-    rows = leaderboard_plot_rows(build_leaderboard(*inputs()))
-    assert [r["model"] for r in rows] == ["a", "b", "unet"]
-    assert set(rows[0]) == {"dataset", "model", "iou_mean", "ci_low", "ci_high"}
-    assert rows[0]["ci_low"] < rows[0]["iou_mean"] < rows[0]["ci_high"]
+def test_plot_rows_one_table_per_dataset():
+    """One bar chart per dataset: a table never mixes datasets (a bar chart would add them up)."""
+    board = build_leaderboard(*inputs())
+    tables = leaderboard_plot_rows(board)
+    assert sorted(tables) == sorted(board["datasets"])
+    for ds, rows in tables.items():
+        assert [r["model"] for r in rows] == ["a", "b", "unet"]
+        assert set(rows[0]) == {"model", "iou_mean", "ci_low", "ci_high"}
+        assert rows[0]["ci_low"] < rows[0]["iou_mean"] < rows[0]["ci_high"]
+        assert [r["iou_mean"] for r in rows] == [board["datasets"][ds]["models"][m]["iou_mean"] for m in ("a", "b", "unet")]
 
 
 def test_plots_are_valid_and_deterministic(tmp_path):

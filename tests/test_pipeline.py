@@ -129,8 +129,11 @@ def test_candidate_report_has_the_same_keys_for_any_model(prepared_tiny):
     cfg_attn = config_from_dict({**base, "candidate": {"model": "attention_unet", "datasets": ["synth"]}})
     pipeline.run_candidate(cfg_attn, "synth")
     other = pipeline.run_candidate_report(cfg_attn)
-    on_disk = json.loads(paths.CANDIDATE_JSON.read_text())
+    on_disk = json.loads(paths.CANDIDATE_REPORT_JSON.read_text())
     assert on_disk == json.loads(json.dumps(other))
+    row = json.loads((paths.CANDIDATE_METRICS / "synth.json").read_text())  # DVC's view
+    assert row["model"] == "attention_unet" and row["delta_iou"] == other["datasets"]["synth"]["delta_iou"]
+    assert sorted(p.name for p in paths.CANDIDATE_METRICS.iterdir()) == ["synth.json"]
     assert other["model"] == "attention_unet"
     assert set(other) == set(same)
     assert set(other["datasets"]["synth"]) == set(same["datasets"]["synth"])

@@ -207,9 +207,9 @@ def test_advise_unknown_dataset_names_the_known_ones(tmp_path, monkeypatch, caps
     assert "advisor model" in captured.err and "not found" in captured.err and captured.out == ""
 
 
-def write_advisor(root, metrics: dict | None):
-    """A small trained advisor (two datasets, three models), a prepared busi manifest, and the
-    advisor stage's metrics file when ``metrics`` is given."""
+def write_advisor(root, lodo: dict | None):
+    """A small trained advisor (two datasets, three models) with its held-out evaluation ``lodo``
+    (none when None), and a prepared busi manifest."""
     from ubench.advisor.ranker import CATEGORICAL_FEATURES, DATASET_FEATURES, train_ranker
     from ubench.advisor.table import numeric_features
 
@@ -224,22 +224,21 @@ def write_advisor(root, metrics: dict | None):
     adv = train_ranker(pd.DataFrame(rows), seed=1, params={"n_estimators": 3},
                        numeric=numeric_features("iou"), categorical=list(CATEGORICAL_FEATURES))
     (root / "models").mkdir(exist_ok=True)
-    (root / "models/advisor.json").write_text(json.dumps(
-        {**adv.to_dict(), "trained": True, "by": "iou", "model_table": models}))
+    doc = {**adv.to_dict(), "trained": True, "by": "iou", "model_table": models}
+    if lodo is not None:
+        doc["lodo"] = lodo
+    (root / "models/advisor.json").write_text(json.dumps(doc))
     prepared = root / "data/prepared/busi"
     prepared.mkdir(parents=True, exist_ok=True)
     (prepared / "manifest.json").write_text(json.dumps(
         {"name": "busi", "modality": "ultrasound", "attributes": attrs["d2"]}))
-    if metrics is not None:
-        (root / "metrics").mkdir(exist_ok=True)
-        (root / "metrics/advisor.json").write_text(json.dumps(metrics))
 
 
-def lodo_metrics(advisor_ndcg, baseline_ndcg, advisor_rho, baseline_rho, by="iou"):
-    return {"trained": True, "by": by, "k": 2,
-            "lodo": {"datasets": ["d1", "d2"], "mean": {"n_held_out": 2}},
-            "advisor_ndcg_at_2": advisor_ndcg, "baseline_ndcg_at_2": baseline_ndcg,
-            "advisor_spearman": advisor_rho, "baseline_spearman": baseline_rho}
+def lodo_metrics(advisor_ndcg, baseline_ndcg, advisor_rho, baseline_rho):
+    """A held-out evaluation as the advisor stage stores it in the model file (``lodo``)."""
+    return {"k": 2, "datasets": ["d1", "d2"],
+            "mean": {"advisor": {"ndcg_at_k": advisor_ndcg, "spearman": advisor_rho},
+                     "baseline": {"ndcg_at_k": baseline_ndcg, "spearman": baseline_rho}, "n_held_out": 2}}
 
 
 def test_advise_prints_lodo_scores_and_warns_when_the_baseline_wins(tmp_path, monkeypatch, capsys):
@@ -272,16 +271,12 @@ def test_advise_prints_lodo_scores_and_warns_when_the_baseline_wins(tmp_path, mo
     assert "NDCG@2 advisor 0.900 vs baseline 0.850" in out and "does not beat" not in out
 
 
-def test_advise_lodo_line_needs_the_matching_metrics_file(tmp_path, monkeypatch, capsys):
+def test_advise_lodo_line_says_when_the_model_file_has_none(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    write_advisor(tmp_path, lodo_metrics(0.9, 0.85, 0.5, 0.4, by="uscore"))
+    write_advisor(tmp_path, None)  # a model file written before ubench kept its held-out scores
     assert main(["advise", "--dataset", "busi"]) == 0
     out = capsys.readouterr().out
-    assert "held-out score: not available" in out and "another advisor" in out and "NDCG@2" not in out
-    (tmp_path / "metrics/advisor.json").unlink()
-    assert main(["advise", "--dataset", "busi"]) == 0
-    out = capsys.readouterr().out
-    assert "held-out score: not available" in out and "dvc repro advisor" in out
+    assert "held-out score: not available" in out and "dvc repro advisor" in out and "NDCG@2" not in out
 
 
 def test_advise_with_an_untrained_advisor_still_shows_the_published_lists(tmp_path, monkeypatch, capsys):

@@ -203,16 +203,16 @@ def test_pull_from_incomplete_remote_names_missing_and_keeps_workspace(tiny_repo
                                      *(fresh / "data/prepared/synth").iterdir()]}
 
     # the store loses three objects, one of them a file the workspace has; the local cache is gone
-    for path in ("models/synth/attention_unet.pt", "metrics/leaderboard.json", "models/synth/unet.pt"):
+    for path in ("models/synth/attention_unet.pt", "results/per_image/synth/attention_unet.csv", "models/synth/unet.pt"):
         obj(path).unlink()
     shutil.rmtree(fresh / ".dvc" / "cache")
     r = run_in(fresh, "dvc", "pull", check=False)
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    for missing in ("models/synth/attention_unet.pt", "metrics/leaderboard.json"):
+    for missing in ("models/synth/attention_unet.pt", "results/per_image/synth/attention_unet.csv"):
         assert missing in out, f"{missing} not named in:\n{out}"
         assert not (fresh / missing).exists()
     for path, md5 in present.items():
         assert path.is_file() and _md5(path) == md5, f"{path} was lost or changed"
     # what the store has was pulled
-    assert _md5(fresh / "metrics/complexity/unet.json") == hashes["metrics/complexity/unet.json"]
+    assert _md5(fresh / "results/per_image/synth/unet.csv") == hashes["results/per_image/synth/unet.csv"]

@@ -2,7 +2,7 @@
 
 `dvc exp run --queue -S candidate.model=...` for two models of the tiny grid (the candidate
 stage reuses their checkpoints), `dvc queue start -j 2`, then `dvc exp show --json` lists both
-experiments with metrics/candidate.json: U-Net's deltas against itself are 0, the other model's
+experiments with metrics/candidate/synth.json: U-Net's deltas against itself are 0, the other model's
 are not. Queued experiments see committed files only: the shared clone has everything committed,
 dvc.lock included. Git identity comes from the environment (repo_env).
 """
@@ -61,11 +61,10 @@ def test_queued_candidate_sweep(tiny_copy):
 
     exps = _experiments(json.loads(run_in(repo, "dvc", "exp", "show", "--json").stdout))
     assert set(exps) == set(MODELS), sorted(exps)
-    cand = {m: exps[m]["metrics"]["metrics/candidate.json"]["data"] for m in MODELS}
+    cand = {m: exps[m]["metrics"]["metrics/candidate/synth.json"]["data"] for m in MODELS}
     assert cand["unet"]["model"] == "unet" and cand["attention_unet"]["model"] == "attention_unet"
-    assert cand["unet"]["mean_delta_iou"] == 0
-    assert cand["unet"]["datasets"]["synth"]["delta_iou"] == 0
-    assert cand["attention_unet"]["mean_delta_iou"] != 0
-    assert cand["unet"]["mean_iou"] != cand["attention_unet"]["mean_iou"]
-    delta = cand["attention_unet"]["mean_iou"] - cand["unet"]["mean_iou"]
-    assert cand["attention_unet"]["mean_delta_iou"] == pytest.approx(delta, abs=1e-6)
+    assert cand["unet"]["delta_iou"] == 0
+    assert cand["attention_unet"]["delta_iou"] != 0
+    assert cand["unet"]["iou"] != cand["attention_unet"]["iou"]
+    delta = cand["attention_unet"]["iou"] - cand["unet"]["iou"]
+    assert cand["attention_unet"]["delta_iou"] == pytest.approx(delta, abs=1e-6)

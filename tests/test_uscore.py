@@ -364,16 +364,16 @@ def test_plot_is_deterministic_and_valid(tmp_path):
 
 def _workspace(root, device: str) -> None:
     """The files the uscore stage reads, for the tiny grid (unet, attention_unet; synth -> synth_shift)."""
-    (root / "metrics" / "complexity").mkdir(parents=True)
-    (root / "metrics" / "speed").mkdir(parents=True)
+    (root / "results" / "complexity").mkdir(parents=True)
+    (root / "results" / "speed").mkdir(parents=True)
     kind, name = device.split(": ")
     for m, (params, gflops, fps) in {"unet": (34.5, 65.5, 2.0), "attention_unet": (34.9, 66.6, 1.5)}.items():
-        (root / "metrics" / "complexity" / f"{m}.json").write_text(json.dumps({"params_m": params, "gflops": gflops}))
-        (root / "metrics" / "speed" / f"{m}.json").write_text(
+        (root / "results" / "complexity" / f"{m}.json").write_text(json.dumps({"params_m": params, "gflops": gflops}))
+        (root / "results" / "speed" / f"{m}.json").write_text(
             json.dumps({"fps": fps, "device": kind, "device_name": name}))
     board = _board({"synth": {"unet": 0.7, "attention_unet": 0.6}},
                    {"synth->synth_shift": {"unet": 0.3, "attention_unet": 0.4}})
-    (root / "metrics" / "leaderboard.json").write_text(json.dumps(board))
+    (root / "results" / "leaderboard.json").write_text(json.dumps(board))
 
 
 def test_stage_writes_report_with_definition_and_warns_about_cpu(tmp_path, monkeypatch, capsys):
@@ -383,7 +383,7 @@ def test_stage_writes_report_with_definition_and_warns_about_cpu(tmp_path, monke
     assert main(["uscore"]) == 0
     err = capsys.readouterr().err
     assert "NOT comparable" in err and "synth: IoU percentiles from the grid" in err
-    doc = json.loads((tmp_path / "metrics/uscore.json").read_text())
+    doc = json.loads((tmp_path / "results/uscore.json").read_text())
     assert doc["definition"] == "U-Bench" and doc["floor"] == 0.05 and doc["reference"] == "ubench"
     assert set(doc["uscore"]) == {"unet", "attention_unet"}
     assert set(doc["datasets"]) == {"synth"} and set(doc["zeroshot"]["pairs"]) == {"synth->synth_shift"}
@@ -395,7 +395,7 @@ def test_stage_writes_report_with_definition_and_warns_about_cpu(tmp_path, monke
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(uscore={"reference": "grid", "floor": 0.05})))
     assert main(["uscore"]) == 0
     capsys.readouterr()
-    grid_doc = json.loads((tmp_path / "metrics/uscore.json").read_text())
+    grid_doc = json.loads((tmp_path / "results/uscore.json").read_text())
     assert grid_doc["reference"] == "grid" and grid_doc["device"]["note"] is None
     assert main(["uscore", "calc", "--iou", "0.7", "--params", "34.5", "--gflops", "65.5", "--fps", "2",
                  "--dataset", "synth", "--json"]) == 0
@@ -415,18 +415,18 @@ def test_stage_on_gpu_has_no_fps_warning(tmp_path, monkeypatch, capsys):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
     assert main(["uscore"]) == 0
     assert "NOT comparable" not in capsys.readouterr().err
-    doc = json.loads((tmp_path / "metrics/uscore.json").read_text())
+    doc = json.loads((tmp_path / "results/uscore.json").read_text())
     assert doc["device"]["comparable_with_reference"] is True and doc["device"]["note"] is None
 
 
 def test_stage_names_a_missing_input(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     _workspace(tmp_path, "cpu: x86_64")
-    (tmp_path / "metrics/speed/unet.json").unlink()
+    (tmp_path / "results/speed/unet.json").unlink()
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
     assert main(["uscore"]) == 2
     err = capsys.readouterr().err
-    assert "metrics/speed/unet.json missing" in err and "speed@" in err
+    assert "results/speed/unet.json missing" in err and "speed@" in err
 
 
 def test_measured_fields_are_what_verify_compares_with_a_tolerance():

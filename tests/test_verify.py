@@ -90,6 +90,10 @@ def test_compare_measured_tolerance_and_devices():
     off_iou = {**near, "percentiles": {"fps": {"p10": 1.2}, "iou": {"p10": 0.2}}}
     verdict, *_ = compare_measured(uscore, off_iou, 0.5)
     assert verdict.kind == DIFFERENT and "percentiles.iou.p10" in verdict.detail
+    # a summary of measurements ({model: U-Score}): every number is measured, only when told so
+    assert compare_measured({"unet": 0.5}, {"unet": 0.6}, 0.5, all_measured=True)[0].kind == EQUIVALENT
+    assert compare_measured({"unet": 0.5}, {"unet": 0.1}, 0.5, all_measured=True)[0].kind == DIFFERENT
+    assert compare_measured({"unet": 0.5}, {"unet": 0.6}, 0.5)[0].kind == DIFFERENT
 
 
 # --- the three verdicts of computed outputs, on faked platforms ------------------------------------
@@ -101,7 +105,7 @@ ELSEWHERE = {**HERE, "cpu_model": "Other CPU 9000", "threads": 8,
 EVAL = {"model": "unet", "dataset": "synth", "n_images": 20, "best_epoch": 3,
         "metrics": {"iou": {"mean": 0.779, "std": 0.12}, "hd95": {"mean": 6.5, "std": 2.0}},
         "train": {"lr": 0.01, "epochs": 3}, "platform": HERE}
-EVAL_JSON, EVAL_CSV = "metrics/eval/synth/unet.json", "results/per_image/synth/unet.csv"
+EVAL_JSON, EVAL_CSV = "results/eval/synth/unet.json", "results/per_image/synth/unet.csv"
 
 
 def test_metric_gap_is_absolute_on_scores_and_relative_beyond():
@@ -202,7 +206,7 @@ def test_metric_tolerance_is_the_callers(tmp_path):
 
 
 def test_checkpoints_are_judged_by_their_metadata(tmp_path):
-    ckpt, live = "models/synth/unet.pt", "metrics/train/synth/unet/metrics.json"
+    ckpt, live = "models/synth/unet.pt", "results/train/synth/unet/metrics.json"
     live_json = json_dumps({"best/val_iou": 0.70, "platform": HERE}).encode()
     # weights differ (any last bit does that), validation IoU within tolerance, another platform
     rows, report = _judge(tmp_path / "a", {ckpt: _checkpoint(0.70, HERE), live: live_json},
@@ -299,20 +303,21 @@ def test_verify_recorded_stages_match(tiny_repo):
     # same machine: byte-identical
     assert rows[("prepare@synth", "data/prepared/synth")].endswith("identical")
     assert ".dir" in rows[("prepare@synth", "data/prepared/synth")]
-    for out in ("metrics/complexity/unet.json",):
+    for out in ("results/complexity/unet.json",):
         assert rows[("complexity@unet", out)].endswith("identical")
-    for out in ("metrics/eval/synth/unet.json", "results/per_image/synth/unet.csv"):
+    for out in ("results/eval/synth/unet.json", "results/per_image/synth/unet.csv"):
         assert rows[("evaluate@unet-synth", out)].endswith("identical")
-    speed = rows[("speed@unet", "metrics/speed/unet.json")]
+    speed = rows[("speed@unet", "results/speed/unet.json")]
     # labelled as a measurement, with the recorded device and this one
     assert "equivalent: measured, within ±90%" in speed
     assert speed.count("cpu x86_64") + speed.count("cuda") == 2 and speed.count("FPS") == 2
-    assert "measured" in rows[("uscore", "metrics/uscore.json")]
+    assert "measured" in rows[("uscore", "results/uscore.json")]
+    assert "measured" in rows[("uscore", "metrics/uscore.json")]  # the summary: U-Scores follow FPS
     assert "not compared" in rows[("uscore", "reports/uscore.md")]
     assert "Verified: every output is identical or equivalent" in r.stdout and "exit status 0" in r.stdout
     assert "platform A" not in r.stdout
     # the recorded computed outputs carry this machine's fingerprint
-    recorded = json.loads((repo / "metrics/eval/synth/unet.json").read_text())
+    recorded = json.loads((repo / "results/eval/synth/unet.json").read_text())
     assert recorded["platform"] == platform_fingerprint("cpu", threads=2)
     assert _snapshot(repo) == before, "verify changed the workspace or the DVC cache"
 
@@ -334,7 +339,7 @@ def test_verify_reports_tampered_lock_and_changed_param(tiny_copy):
     assert rows[("prepare@synth", "data/prepared/synth")].endswith("identical")
     assert "different: other bytes, and the stage writes no metrics file" in \
         rows[("prepare@synth_shift", "data/prepared/synth_shift")]
-    complexity = rows[("complexity@unet", "metrics/complexity/unet.json")]
+    complexity = rows[("complexity@unet", "results/complexity/unet.json")]
     assert complexity.endswith("different: inputs differ from dvc.lock")
     assert "complexity@unet: inputs differ from dvc.lock: param efficiency.input_size" in r.stdout
     assert "NOT verified: 2 output(s) different; exit status 1." in r.stdout
@@ -342,14 +347,16 @@ def test_verify_reports_tampered_lock_and_changed_param(tiny_copy):
 
 def _fake_recorded(repo: Path, stage: str, path: str, edit) -> None:
     """Make dvc.lock record ``edit(bytes)`` as ``path``'s output of ``stage``: the new bytes go to
-    the DVC cache (a new object; the existing ones are hard links shared with the clone)."""
+    the DVC cache (a new object; the existing ones are hard links shared with the clone), where
+    `ubench verify` looks first."""
     from ubench.verify import cache_dir
 
     lock_file = repo / "dvc.lock"
     lock = yaml.safe_load(lock_file.read_text())
     out = next(o for o in lock["stages"][stage]["outs"] if o["path"] == path)
     cache = cache_dir(repo)
-    data = edit(cache_object(cache, out["md5"]).read_bytes())
+    recorded = cache_object(cache, out["md5"])  # a `cache: false` output: the workspace (git) copy
+    data = edit(recorded.read_bytes() if recorded.is_file() else (repo / path).read_bytes())
     out["md5"], out["size"] = hashlib.md5(data).hexdigest(), len(data)
     obj = cache_object(cache, out["md5"])
     obj.parent.mkdir(parents=True, exist_ok=True)
@@ -373,22 +380,22 @@ def test_verify_three_verdicts_on_faked_recorded_platforms(tiny_copy):
     within the metric tolerance they are equivalent, the per-image CSV with them; the same shift
     on this machine's own fingerprint is different; an output left alone is identical."""
     elsewhere = {"cpu_model": "Other CPU 9000", "threads": 8, "cpu_flags": "avx avx2 fma"}
-    _fake_recorded(tiny_copy, "evaluate@unet-synth", "metrics/eval/synth/unet.json",
+    _fake_recorded(tiny_copy, "evaluate@unet-synth", "results/eval/synth/unet.json",
                    _other_platform(-0.0018, elsewhere))
     _fake_recorded(tiny_copy, "evaluate@unet-synth", "results/per_image/synth/unet.csv",
                    lambda b: b.replace(b"\n", b"\r\n", 1))  # other bytes, same numbers
-    _fake_recorded(tiny_copy, "evaluate@attention_unet-synth", "metrics/eval/synth/attention_unet.json",
+    _fake_recorded(tiny_copy, "evaluate@attention_unet-synth", "results/eval/synth/attention_unet.json",
                    _other_platform(-0.0018))  # this machine's own fingerprint
     r = run_in(tiny_copy, "ubench", "verify", "--quiet", "evaluate@unet-synth", "evaluate@attention_unet-synth",
                check=False)
     assert r.returncode == 1, r.stdout + r.stderr
     rows = _rows(r.stdout)
-    unet = rows[("evaluate@unet-synth", "metrics/eval/synth/unet.json")]
+    unet = rows[("evaluate@unet-synth", "results/eval/synth/unet.json")]
     assert unet.startswith(tuple("0123456789abcdef")) and "equivalent: max gap 0.0018 at metrics.iou.mean" in unet
     assert unet.endswith("[platform A]")
-    assert "equivalent: as metrics/eval/synth/unet.json [platform A]" in \
+    assert "equivalent: as results/eval/synth/unet.json [platform A]" in \
         rows[("evaluate@unet-synth", "results/per_image/synth/unet.csv")]
-    att = rows[("evaluate@attention_unet-synth", "metrics/eval/synth/attention_unet.json")]
+    att = rows[("evaluate@attention_unet-synth", "results/eval/synth/attention_unet.json")]
     assert "different: other bytes on the same platform" in att
     assert rows[("evaluate@attention_unet-synth", "results/per_image/synth/attention_unet.csv")].endswith(
         "identical")

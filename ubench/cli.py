@@ -6,6 +6,7 @@ Every user-facing failure is a UbenchError, printed as ``error:`` and ``fix:`` l
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train MODEL on the train split of data/prepared/DATASET (prepare it "
                        "first) with U-Bench's protocol and params.yaml's `train` section: SGD with "
                        "polynomial decay, Dice+CE loss, the checkpoint of best validation IoU kept. "
-                       "Writes models/DATASET/MODEL.pt and the dvclive log metrics/train/DATASET/MODEL/, "
+                       "Writes models/DATASET/MODEL.pt and the dvclive log results/train/DATASET/MODEL/, "
                        "both only when training finishes.")
     p.add_argument("--model", required=True, help="registry name (see `ubench models list`)")
     p.add_argument("--dataset", required=True)
@@ -64,11 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
              "Count MODEL's parameters and FLOPs (ptflops' multiply-accumulates, reported as FLOPs as "
              "U-Bench does) at params.yaml's efficiency.input_size, or the model's own fixed size where "
              "it cannot take that. Deterministic; no dataset or checkpoint needed. Writes "
-             "metrics/complexity/MODEL.json."),
+             "results/complexity/MODEL.json."),
             ("speed", "frames per second at batch 1 (measured; differs between runs)",
              "Measure MODEL's frames per second at batch 1 on this machine's device (GPU if present) "
-             "after efficiency.speed.warmup runs, over efficiency.speed.repeats runs, untrained weights. "
-             "Writes metrics/speed/MODEL.json with the device, torch version and thread count: a "
+             "after efficiency.speed.warmup runs, timed efficiency.speed.window runs at a time until the "
+             "median latency moves by at most efficiency.speed.tolerance (or max_seconds pass); FPS = "
+             "1 / that median, with its spread (IQR / median); untrained weights. "
+             "Writes results/speed/MODEL.json with the device, torch version and thread count: a "
              "measurement, so it differs between runs and machines.")):
         p = sub.add_parser(name, help=hlp, description=desc)
         p.add_argument("--model", required=True)
@@ -78,9 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read the per-image results of every (model, dataset) and zero-shot "
                        "pair of params.yaml's grid (results/per_image, results/zeroshot) and compare each "
                        "model with leaderboard.baseline: mean IoU with bootstrap CIs, paired tests on the "
-                       "same images, Holm's correction per dataset. Writes metrics/leaderboard.json, "
-                       "reports/leaderboard.md, reports/leaderboard_iou.png and "
-                       "reports/plots/leaderboard.csv.")
+                       "same images, Holm's correction per dataset. Writes results/leaderboard.json (everything), "
+                       "metrics/leaderboard/ (mean IoU per model, one file per dataset: what `dvc metrics "
+                       "show` prints), reports/leaderboard.md, reports/leaderboard_iou.png and "
+                       "reports/plots/leaderboard/DATASET.csv.")
+    _add_params(p)
+    p = sub.add_parser("report", help="reports/index.html: every table and figure in one offline page",
+                       description="Write reports/index.html, a self-contained page (figures inlined, no "
+                       "network needed): the leaderboard tables with warnings and degenerate flags, the "
+                       "IoU plot, the U-Score table and scatter, and the training curves. Also writes "
+                       "reports/training_iou.png and reports/plots/training/DATASET.csv (for `dvc plots`). "
+                       "Reads results/leaderboard.json, results/uscore.json, their PNGs and results/train.")
     _add_params(p)
     p = sub.add_parser(
         "uscore", help="U-Bench's U-Score per (model, dataset) (the `uscore` stage), or `uscore calc`",
@@ -91,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the efficiency.\n\n"
         "  ubench uscore          the `uscore` stage of dvc.yaml: the U-Score of every (model, dataset)\n"
         "                         of the grid (in-domain and zero-shot) and each model's mean, from\n"
-        "                         metrics/leaderboard.json, metrics/complexity and metrics/speed;\n"
-        "                         writes metrics/uscore.json, reports/uscore.md, reports/iou_vs_uscore.png.\n"
+        "                         results/leaderboard.json, results/complexity and results/speed;\n"
+        "                         writes results/uscore.json, metrics/uscore.json (each model's\n"
+        "                         U-Score), reports/uscore.md, reports/iou_vs_uscore.png.\n"
         "                         params.yaml `uscore.reference` and `uscore.floor` choose the reference.\n"
         "  ubench uscore calc     the calculator of U-Bench's web page, for one model:\n"
         "                         ubench uscore calc --iou 0.81 --params 3.15 --gflops 7.41 --fps 120 "
@@ -124,17 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="With --dataset: train params.yaml's candidate.model on that prepared "
                        "dataset (or reuse the grid's checkpoint when the model is in grid.models) and "
                        "evaluate it on the test split; writes models/candidate/DATASET.pt, "
-                       "metrics/candidate/DATASET.json and results/candidate/DATASET.csv. With --report: "
+                       "results/candidate/DATASET.json and results/candidate/DATASET.csv. With --report: "
                        "compare it with leaderboard.baseline on every candidate.datasets (IoU deltas, "
-                       "paired p-values, degenerate-prediction warnings); writes metrics/candidate.json.")
+                       "paired p-values, degenerate-prediction warnings); writes metrics/candidate/DATASET.json "
+                       "(the deltas) and results/candidate_report.json (every metric and warning).")
     p.add_argument("--dataset", help="dataset to train and evaluate the candidate on")
-    p.add_argument("--report", action="store_true", help="write metrics/candidate.json (deltas, p-values)")
+    p.add_argument("--report", action="store_true", help="write metrics/candidate/ (deltas, p-values) and results/candidate_report.json")
     _add_params(p)
 
     p = sub.add_parser("advisor", help="train the model advisor on the leaderboard (the `advisor` stage)",
                        description="Train the XGBoost model advisor on every (dataset, model) result of "
                        "the grid, after a leave-one-dataset-out evaluation against a dataset-blind "
-                       "baseline. Writes models/advisor.json and metrics/advisor.json.")
+                       "baseline. Writes models/advisor.json (with the held-out evaluation) and "
+                       "metrics/advisor.json (its held-out scores).")
     p.add_argument("action", choices=["train"], help="train (the only action)")
     _add_params(p)
 
@@ -364,10 +378,12 @@ def run(args: argparse.Namespace) -> int | None:
         print(f"{args.model}: {s['fps']:.2f} FPS on {s['device_name']} ({s['threads']} threads)")
     elif cmd == "leaderboard":
         pipeline.run_leaderboard(cfg)
-        print("wrote metrics/leaderboard.json and reports/leaderboard.md")
+        print("wrote results/leaderboard.json, metrics/leaderboard/ and reports/leaderboard.md")
+    elif cmd == "report":
+        print(f"wrote {pipeline.run_report(cfg)}")
     elif cmd == "uscore":
         pipeline.run_uscore(cfg)
-        print("wrote metrics/uscore.json and reports/uscore.md")
+        print("wrote results/uscore.json, metrics/uscore.json and reports/uscore.md")
     elif cmd == "advisor":
         m = pipeline.run_advisor(cfg)
         if m["trained"]:
@@ -389,10 +405,20 @@ def run(args: argparse.Namespace) -> int | None:
                               "see `ubench candidate --help`")
 
 
+# dvc exp run sets it for the stages it runs (dvc/env.py)
+EXPERIMENT_ENV = "DVC_EXP_NAME"
+EXPERIMENT_NOTE = ("this stage ran inside `dvc exp run`, which wrote its -S values into params.yaml "
+                   "before running and leaves them there when a stage fails: `git checkout params.yaml` "
+                   "restores yours (`dvc exp run --temp -S ...` runs outside the workspace and never "
+                   "changes it)")
+
+
 def _report(what: str, fix: str) -> int:
     print(f"error: {what}", file=sys.stderr)
     if fix:
         print(f"  fix: {fix}", file=sys.stderr)
+    if os.environ.get(EXPERIMENT_ENV):
+        print(f"  note: {EXPERIMENT_NOTE}", file=sys.stderr)
     return 2
 
 

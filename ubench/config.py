@@ -85,7 +85,9 @@ class EvaluateConfig:
 @dataclass(frozen=True)
 class SpeedConfig:
     warmup: int
-    repeats: int
+    window: int
+    max_seconds: float
+    tolerance: float
 
 
 @dataclass(frozen=True)
@@ -255,8 +257,10 @@ def _validate(cfg: Config, source: str) -> None:
          "use a probability threshold in (0, 1), e.g. 0.5")
     need(cfg.efficiency.input_size >= 32 and cfg.efficiency.input_size % 32 == 0,
          f"`efficiency.input_size` is {cfg.efficiency.input_size}", "use a multiple of 32 (256 = protocol)")
-    need(cfg.efficiency.speed.repeats >= 1 and cfg.efficiency.speed.warmup >= 0,
-         "`efficiency.speed.repeats` must be >= 1 and `warmup` >= 0", "e.g. warmup: 3, repeats: 10")
+    sp = cfg.efficiency.speed
+    need(sp.window >= 1 and sp.warmup >= 0 and sp.max_seconds > 0 and 0 < sp.tolerance < 1,
+         "`efficiency.speed` needs window >= 1, warmup >= 0, max_seconds > 0 and 0 < tolerance < 1",
+         "e.g. warmup: 2, window: 5, max_seconds: 15, tolerance: 0.05")
     need(0.0 < cfg.leaderboard.alpha < 1.0 and 0.0 < cfg.leaderboard.confidence < 1.0,
          "`leaderboard.alpha`/`leaderboard.confidence` must be in (0, 1)", "e.g. alpha 0.05, confidence 0.95")
     need(len(cfg.grid.models) > 0 and len(cfg.grid.datasets) > 0,

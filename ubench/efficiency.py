@@ -10,6 +10,7 @@ device, torch version and thread count recorded beside it.
 from __future__ import annotations
 
 import platform
+import statistics
 import time
 
 import torch
@@ -49,37 +50,63 @@ def complexity(model_name: str, input_size: int = 256, seed: int = 41) -> dict:
     }
 
 
-def speed(model_name: str, input_size: int = 256, warmup: int = 3, repeats: int = 10,
-          threads: int = 0, seed: int = 41) -> dict:
+def time_until_stable(run, warmup: int, window: int, max_seconds: float, tolerance: float,
+                      clock=time.perf_counter) -> tuple[list[float], bool]:
+    """Time ``run()`` after ``warmup`` calls, a ``window`` of calls at a time, until the median of
+    all times so far moves by at most ``tolerance`` (relative) from one window to the next, or
+    ``max_seconds`` of timing have passed (then at least two windows). Returns (seconds per call,
+    whether the median settled).
+
+    Why: a fixed 3 repeats after 1 warm-up moved FPS by up to 95 % between runs on a busy 2-core
+    machine, which moved the U-Score. A median that has stopped moving is a measurement.
+    """
+    for _ in range(warmup):
+        run()
+    times: list[float] = []
+    previous = None
+    started = clock()
+    while True:
+        for _ in range(window):
+            t0 = clock()
+            run()
+            times.append(clock() - t0)
+        median = statistics.median(times)
+        if previous is not None and abs(median - previous) <= tolerance * previous:
+            return times, True
+        if previous is not None and clock() - started >= max_seconds:
+            return times, False
+        previous = median
+
+
+def speed(model_name: str, input_size: int = 256, warmup: int = 3, window: int = 5,
+          max_seconds: float = 15.0, tolerance: float = 0.05, threads: int = 0, seed: int = 41) -> dict:
+    """Frames per second at batch 1 = 1 / the median latency, measured until it is stable."""
     n_threads = make_deterministic(seed, threads)
     dev = device()
     model = create_model(model_name, num_classes=1, in_channels=3).to(dev).eval()
     x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed)).to(dev)
 
-    def sync():
+    def run():
+        final_output(model(x))
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
     with torch.inference_mode():
-        for _ in range(warmup):
-            final_output(model(x))
-        sync()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            final_output(model(x))
-            sync()
-            times.append(time.perf_counter() - t0)
-    total = sum(times)
+        times, stable = time_until_stable(run, warmup, window, max_seconds, tolerance)
+    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
     return {
         "model": model_name,
         "input_size": input_size,
         "batch_size": 1,
         "warmup": warmup,
-        "repeats": repeats,
-        "fps": repeats / total,
-        "latency_ms_median": sorted(times)[len(times) // 2] * 1000.0,
+        "repeats": len(times),
+        "stable": stable,  # False: the time cap ended it before the median settled
+        "fps": 1.0 / median,
+        "latency_ms_median": median * 1000.0,
+        "latency_ms_q1": q1 * 1000.0,
+        "latency_ms_q3": q3 * 1000.0,
+        "spread": (q3 - q1) / median,  # interquartile range over the median
         "device": dev.type,
         "device_name": name,
         "torch_version": torch.__version__,

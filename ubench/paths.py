@@ -2,6 +2,14 @@
 
 Every name is checked against the one name rule (``ubench.names``) here, where paths are built, so
 no name can make a path leave its folder, whoever calls.
+
+Two folders of results, by who reads them:
+- ``metrics/``: the few numbers a person compares between commits and experiments (mean IoU per
+  model and dataset, U-Score, the candidate's deltas, the advisor's held-out score). Small, in git
+  (``cache: false``), declared as DVC metrics, so ``dvc metrics diff`` and ``dvc exp show`` print
+  readable tables from any clone.
+- ``results/``: everything else a stage computes. Summaries (JSON, training logs) are in git too;
+  per-image tables and checkpoints (``models/``) live in the DVC cache.
 """
 
 from __future__ import annotations
@@ -30,12 +38,15 @@ def checkpoint(dataset: str, model: str) -> Path:
     return Path("models") / _d(dataset) / f"{_m(model)}.pt"
 
 
+TRAIN_ROOT = Path("results/train")
+
+
 def train_live(dataset: str, model: str) -> Path:
-    return Path("metrics/train") / _d(dataset) / _m(model)
+    return TRAIN_ROOT / _d(dataset) / _m(model)
 
 
 def eval_json(dataset: str, model: str) -> Path:
-    return Path("metrics/eval") / _d(dataset) / f"{_m(model)}.json"
+    return Path("results/eval") / _d(dataset) / f"{_m(model)}.json"
 
 
 def per_image_csv(dataset: str, model: str) -> Path:
@@ -43,29 +54,44 @@ def per_image_csv(dataset: str, model: str) -> Path:
 
 
 def zeroshot_json(source: str, target: str, model: str) -> Path:
-    return Path("metrics/zeroshot") / _d(source) / _d(target) / f"{_m(model)}.json"
+    return Path("results/zeroshot") / _d(source) / _d(target) / f"{_m(model)}.json"
 
 
 def zeroshot_csv(source: str, target: str, model: str) -> Path:
     return Path("results/zeroshot") / _d(source) / _d(target) / f"{_m(model)}.csv"
 
 
+def leaderboard_metric(dataset: str) -> Path:
+    """One in-domain dataset's row of the summary: {model: mean IoU}."""
+    return LEADERBOARD_METRICS / f"{_d(dataset)}.json"
+
+
+def leaderboard_zeroshot_metric(source: str, target: str) -> Path:
+    return LEADERBOARD_METRICS / "zeroshot" / _d(source) / f"{_d(target)}.json"
+
+
 def complexity_json(model: str) -> Path:
-    return Path("metrics/complexity") / f"{_m(model)}.json"
+    return Path("results/complexity") / f"{_m(model)}.json"
 
 
 def speed_json(model: str) -> Path:
-    return Path("metrics/speed") / f"{_m(model)}.json"
+    return Path("results/speed") / f"{_m(model)}.json"
 
 
-LEADERBOARD_JSON = Path("metrics/leaderboard.json")
+LEADERBOARD_JSON = Path("results/leaderboard.json")  # everything; metrics/leaderboard/ is its summary
+LEADERBOARD_METRICS = Path("metrics/leaderboard")
 LEADERBOARD_MD = Path("reports/leaderboard.md")
 LEADERBOARD_PNG = Path("reports/leaderboard_iou.png")
-LEADERBOARD_PLOT_CSV = Path("reports/plots/leaderboard.csv")
-USCORE_JSON = Path("metrics/uscore.json")
+LEADERBOARD_PLOTS = Path("reports/plots/leaderboard")  # one CSV per dataset: one bar chart each
+USCORE_JSON = Path("results/uscore.json")
+USCORE_METRICS = Path("metrics/uscore.json")
 USCORE_MD = Path("reports/uscore.md")
 USCORE_PNG = Path("reports/iou_vs_uscore.png")
-CANDIDATE_JSON = Path("metrics/candidate.json")
+REPORT_HTML = Path("reports/index.html")   # self-contained: opens offline
+TRAINING_PNG = Path("reports/training_iou.png")
+TRAINING_PLOTS = Path("reports/plots/training")  # one CSV per dataset, every model's curve
+CANDIDATE_METRICS = Path("metrics/candidate")  # one row per candidate.datasets entry
+CANDIDATE_REPORT_JSON = Path("results/candidate_report.json")
 
 
 def candidate_checkpoint(dataset: str) -> Path:
@@ -73,11 +99,11 @@ def candidate_checkpoint(dataset: str) -> Path:
 
 
 def candidate_live(dataset: str) -> Path:
-    return Path("metrics/train/candidate") / _d(dataset)
+    return Path("results/candidate/train") / _d(dataset)
 
 
 def candidate_eval_json(dataset: str) -> Path:
-    return Path("metrics/candidate") / f"{_d(dataset)}.json"
+    return Path("results/candidate") / f"{_d(dataset)}.json"
 
 
 def candidate_csv(dataset: str) -> Path:

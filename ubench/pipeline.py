@@ -103,9 +103,20 @@ def run_speed(cfg: Config, model: str) -> dict:
 
     _check_model(model)
     sc = cfg.efficiency.speed
-    out = speed(model, _efficiency_size(cfg, model), sc.warmup, sc.repeats, cfg.train.threads, cfg.train.seed)
+    out = speed(model, _efficiency_size(cfg, model), warmup=sc.warmup, window=sc.window, max_seconds=sc.max_seconds,
+                tolerance=sc.tolerance, threads=cfg.train.threads, seed=cfg.train.seed)
     write_json_atomic(paths.speed_json(model), out)
     return out
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise UbenchError(f"{path} not found: {what} writes it", "run `dvc repro` (or the stage named)")
+    return path.read_bytes()
+
+
+def _read_text(path: Path, what: str) -> str:
+    return _read_bytes(path, what).decode("utf-8")
 
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
@@ -138,11 +149,42 @@ def run_leaderboard(cfg: Config) -> dict:
                               confidence=lb.confidence, protocol=_protocol_of_grid(cfg))
     plot_iou_ci(board, paths.LEADERBOARD_PNG)
     rows = leaderboard_plot_rows(board)
-    # the table, its plot data and (last, as the mark of a complete set) the JSON land together
-    write_files_atomic({paths.LEADERBOARD_MD: render_markdown(board),
-                        paths.LEADERBOARD_PLOT_CSV: pd.DataFrame(rows).to_csv(index=False, lineterminator="\n"),
-                        paths.LEADERBOARD_JSON: json_dumps(board)})
+    # the summary, the table, its plot data and (last, as the mark of a complete set) the JSON
+    # land together; the summary folder is replaced whole, so a dataset left out leaves no file
+    with atomic_outputs() as out:
+        summary = out.dir(paths.LEADERBOARD_METRICS)
+        for rel, row in leaderboard_summary(board).items():
+            (summary / rel).parent.mkdir(parents=True, exist_ok=True)
+            (summary / rel).write_text(json_dumps(row), encoding="utf-8")
+        out.file(paths.LEADERBOARD_MD, render_markdown(board))
+        plots_dir = out.dir(paths.LEADERBOARD_PLOTS)
+        for ds, ds_rows in rows.items():
+            (plots_dir / f"{ds}.csv").write_text(pd.DataFrame(ds_rows).to_csv(index=False, lineterminator="\n"),
+                                                 encoding="utf-8")
+        out.file(paths.LEADERBOARD_JSON, json_dumps(board))
     return board
+
+
+def leaderboard_summary(board: dict) -> dict[str, dict]:
+    """metrics/leaderboard/: per in-domain dataset (and zero-shot pair) a row {model: mean IoU},
+    plus which models are degenerate there ("-" when none), as paths relative to the folder.
+
+    Why this shape: ``dvc metrics show`` prints one row per file and one column per key, so rows of
+    the same model names give a table of datasets x models that a person can read.
+    """
+    def row(section: dict) -> dict:
+        models = section["models"]
+        out = {m: models[m]["iou_mean"] for m in models}
+        out["degenerate"] = " ".join(m for m in models if models[m].get("degenerate")) or "-"
+        return out
+
+    rows = {}
+    for d, section in board["datasets"].items():
+        rows[paths.leaderboard_metric(d).relative_to(paths.LEADERBOARD_METRICS).as_posix()] = row(section)
+    for section in board["zeroshot"].values():
+        rel = paths.leaderboard_zeroshot_metric(section["source"], section["target"])
+        rows[rel.relative_to(paths.LEADERBOARD_METRICS).as_posix()] = row(section)
+    return rows
 
 
 def run_uscore(cfg: Config) -> dict:
@@ -159,8 +201,34 @@ def run_uscore(cfg: Config) -> dict:
         if note:
             print(f"uscore: {note}", file=sys.stderr)
     plot_iou_vs_uscore(report, paths.USCORE_PNG)
-    write_files_atomic({paths.USCORE_MD: render_uscore_markdown(report), paths.USCORE_JSON: json_dumps(report)})
+    # the summary a person compares: {model: U-Score} (the mean over the grid's datasets), the
+    # same columns as metrics/leaderboard/ in `dvc metrics show`
+    compact = dict(report["uscore"])
+    write_files_atomic({paths.USCORE_MD: render_uscore_markdown(report), paths.USCORE_METRICS: json_dumps(compact),
+                        paths.USCORE_JSON: json_dumps(report)})
     return report
+
+
+def run_report(cfg: Config) -> Path:
+    """reports/index.html (self-contained), the training-curve figure and its ``dvc plots`` data."""
+    from ubench.analysis.html_report import curve_rows, read_curves, render_html
+    from ubench.analysis.plots import training_curves_png
+
+    g = cfg.grid
+    board = json.loads(_read_text(paths.LEADERBOARD_JSON, "the leaderboard (`dvc repro leaderboard`)"))
+    uscore = json.loads(_read_text(paths.USCORE_JSON, "the U-Score report (`dvc repro uscore`)"))
+    figures = {"leaderboard": _read_bytes(paths.LEADERBOARD_PNG, "the leaderboard plot (`dvc repro leaderboard`)"),
+               "uscore": _read_bytes(paths.USCORE_PNG, "the U-Score plot (`dvc repro uscore`)")}
+    curves = read_curves(paths.TRAIN_ROOT, list(g.datasets), list(g.models))
+    figures["training"] = training_curves_png(curves, cfg.leaderboard.baseline)
+    with atomic_outputs() as out:  # the page last: its presence marks a complete set
+        plots_dir = out.dir(paths.TRAINING_PLOTS)
+        for ds, rows in curve_rows(curves).items():
+            (plots_dir / f"{ds}.csv").write_text(pd.DataFrame(rows).to_csv(index=False, lineterminator="\n"),
+                                                 encoding="utf-8")
+        out.file(paths.TRAINING_PNG, figures["training"])
+        out.file(paths.REPORT_HTML, render_html(board, uscore, figures))
+    return paths.REPORT_HTML
 
 
 def run_candidate(cfg: Config, dataset: str) -> dict:
@@ -188,7 +256,8 @@ def run_candidate(cfg: Config, dataset: str) -> dict:
 
 
 def run_candidate_report(cfg: Config) -> dict:
-    """metrics/candidate.json: the same keys for any model, with deltas and p-values vs the baseline."""
+    """metrics/candidate/<dataset>.json and results/candidate_report.json: the same keys for any
+    model, with deltas and p-values vs the baseline."""
     from ubench.analysis.degenerate import CRITERION as DEGENERATE_CRITERION
     from ubench.analysis.degenerate import degeneracy, describe
     from ubench.analysis.stats import paired_test
@@ -229,8 +298,22 @@ def run_candidate_report(cfg: Config) -> dict:
     out["warnings"] = warns
     for w in warns:
         print(f"warning: {w}", file=sys.stderr)
-    write_json_atomic(paths.CANDIDATE_JSON, out)
+    with atomic_outputs() as staged:  # the summary folder is replaced whole, the report last
+        summary = staged.dir(paths.CANDIDATE_METRICS)
+        for d, row in candidate_summary(out).items():
+            (summary / f"{d}.json").write_text(json_dumps(row), encoding="utf-8")
+        staged.file(paths.CANDIDATE_REPORT_JSON, json_dumps(out))
     return out
+
+
+CANDIDATE_SUMMARY_KEYS = ("iou", "baseline_iou", "delta_iou", "p_wilcoxon", "degenerate", "baseline_degenerate")
+
+
+def candidate_summary(report: dict) -> dict[str, dict]:
+    """metrics/candidate/<dataset>.json: what a person compares between experiments, one row per
+    dataset (the full report, with every metric, test and warning, is results/candidate_report.json)."""
+    return {d: {"model": report["model"], "baseline": report["baseline"], **{k: e[k] for k in CANDIDATE_SUMMARY_KEYS}}
+            for d, e in report["datasets"].items()}
 
 
 def run_advisor(cfg: Config) -> dict:

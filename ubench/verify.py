@@ -56,6 +56,7 @@ from typing import Any
 
 import yaml
 
+from ubench import paths
 from ubench.errors import UbenchError, unknown_name_error
 
 DEFAULT_TOLERANCE = 0.5
@@ -63,7 +64,10 @@ DEFAULT_TOLERANCE = 0.5
 DEFAULT_METRIC_TOLERANCE = 0.01
 # numbers in the measured JSON files compared within the relative tolerance: a leaf whose key path
 # has one of these (``models.unet.uscore``, ``percentiles.fps.p10``); every other field exactly
-MEASURED_KEYS = {"fps", "latency_ms_median", "norm_fps", "efficiency", "uscore"}
+MEASURED_KEYS = {"fps", "latency_ms_median", "latency_ms_q1", "latency_ms_q3", "spread", "repeats", "stable",
+                 "norm_fps", "efficiency", "uscore"}
+# measured files whose every number is a measurement (no key says so)
+MEASURED_SUMMARIES = {paths.USCORE_METRICS.as_posix()}
 # fields that describe where a measurement was taken: labels, never compared
 DEVICE_KEYS = {"device", "device_name", "torch_version", "cpu_count", "threads", "speed_devices", "platform"}
 # where computed outputs (JSON files, checkpoint metadata) keep runtime.platform_fingerprint()
@@ -73,8 +77,8 @@ IDENTICAL, EQUIVALENT, DIFFERENT, NOT_COMPARED = "identical", "equivalent", "dif
 
 
 def is_measured(stage: str) -> bool:
-    """speed@* and uscore: measurements (FPS) and what is computed from them."""
-    return stage.startswith("speed@") or stage == "uscore"
+    """speed@* and uscore: measurements (FPS) and what is computed from them; report shows them."""
+    return stage.startswith("speed@") or stage in ("uscore", "report")
 
 
 @dataclass(frozen=True)
@@ -423,11 +427,14 @@ def _device_key(data: dict) -> tuple:
     return data.get("device"), data.get("device_name")
 
 
-def compare_measured(recorded: dict, recomputed: dict, tolerance: float) -> tuple[Verdict, str, str]:
+def compare_measured(recorded: dict, recomputed: dict, tolerance: float,
+                     all_measured: bool = False) -> tuple[Verdict, str, str]:
     """(verdict, recorded label, recomputed label) for one measured JSON output.
 
     A measurement varies from run to run: within ``tolerance`` it is equivalent, on another device
     it is not compared; its computed fields (model, input size, IoU ...) must be equal.
+    ``all_measured``: every number of the file is a measurement (a summary such as
+    metrics/uscore.json, {model: U-Score}).
     """
     rec_label, new_label = _device(recorded), _device(recomputed)
     if "fps" in recorded:
@@ -435,7 +442,7 @@ def compare_measured(recorded: dict, recomputed: dict, tolerance: float) -> tupl
     if "fps" in recomputed:
         new_label = f"{recomputed['fps']:.3g} FPS, {new_label}"
     a, b = _leaves(recorded), _leaves(recomputed)
-    measured = {k for k in set(a) | set(b) if MEASURED_KEYS & set(k.split("."))}
+    measured = {k for k in set(a) | set(b) if all_measured or MEASURED_KEYS & set(k.split("."))}
     labels = {k for k in set(a) | set(b) if DEVICE_KEYS & set(k.split("."))}
     exact_diff = sorted(k for k in (set(a) | set(b)) - measured - labels if a.get(k) != b.get(k))
     if exact_diff:
@@ -445,8 +452,8 @@ def compare_measured(recorded: dict, recomputed: dict, tolerance: float) -> tupl
     worst, where = 0.0, ""
     for k in sorted(measured & set(a) & set(b)):
         x, y = a[k], b[k]
-        if not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
-            continue
+        if not isinstance(x, (int, float)) or not isinstance(y, (int, float)) or isinstance(x, bool):
+            continue  # a label of the measurement (e.g. whether its median settled), not a value
         scale = max(abs(x), abs(y))
         rel = 0.0 if scale == 0 else abs(y - x) / scale
         if rel > worst:
@@ -612,7 +619,8 @@ def _compare_measured_stage(stage: str, outs: list[dict], new_outs: dict, root: 
         if isinstance(both, Verdict):
             report.add(stage, path, _short(md5), "-", both)
         else:
-            verdict, rec_label, new_label = compare_measured(json.loads(both[0]), json.loads(both[1]), tolerance)
+            verdict, rec_label, new_label = compare_measured(json.loads(both[0]), json.loads(both[1]), tolerance,
+                                                             all_measured=path in MEASURED_SUMMARIES)
             report.add(stage, path, rec_label, new_label, verdict)
 
 

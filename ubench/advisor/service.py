@@ -36,7 +36,9 @@ def train_advisor(cfg: Config, model_path: Path = paths.ADVISOR_MODEL,
         reason = (f"the grid has {len(datasets)} in-domain dataset ({', '.join(datasets)}): the advisor "
                   "needs at least 2 to learn how rankings change with the data and to hold one out")
         doc = {"trained": False, "reason": reason, "by": ac.by, "datasets": datasets}
-        write_files_atomic({model_path: json_dumps(doc), metrics_path: json_dumps(doc)})
+        none = dict.fromkeys((f"advisor_ndcg_at_{ac.k}", f"baseline_ndcg_at_{ac.k}", "advisor_spearman",
+                              "baseline_spearman"))  # no held-out score: null, never NaN
+        write_files_atomic({model_path: json_dumps(doc), metrics_path: json_dumps(none)})
         return doc
     table, models = build_table(cfg, ac.by)
     numeric = numeric_features(ac.by)
@@ -45,15 +47,16 @@ def train_advisor(cfg: Config, model_path: Path = paths.ADVISOR_MODEL,
                          categorical=list(CATEGORICAL_FEATURES))
     advisor = train_ranker(table, seed=ac.seed, params=params, numeric=numeric,
                            categorical=list(CATEGORICAL_FEATURES))
+    # the held-out evaluation travels with the model (what `ubench advise` reports); the metrics
+    # file is DVC's view of it: the four numbers a person compares between experiments
     doc = {**advisor.to_dict(), "trained": True, "by": ac.by, "model_table": models,
-           "config": as_dict(ac)}
-    metrics = {"trained": True, "by": ac.by, "k": ac.k, "lodo": lodo,
-               f"advisor_ndcg_at_{ac.k}": lodo["mean"]["advisor"]["ndcg_at_k"],
+           "config": as_dict(ac), "lodo": lodo}
+    metrics = {f"advisor_ndcg_at_{ac.k}": lodo["mean"]["advisor"]["ndcg_at_k"],
                f"baseline_ndcg_at_{ac.k}": lodo["mean"]["baseline"]["ndcg_at_k"],
                "advisor_spearman": lodo["mean"]["advisor"]["spearman"],
                "baseline_spearman": lodo["mean"]["baseline"]["spearman"]}
     write_files_atomic({model_path: json_dumps(doc), metrics_path: json_dumps(metrics)})  # a pair, or neither
-    return metrics
+    return {"trained": True, "by": ac.by, "k": ac.k, **metrics, "lodo": lodo}
 
 
 def load_model_file(path: Path):
@@ -141,33 +144,22 @@ def _check_limits(max_params, max_gflops, min_fps, top) -> None:
         raise UbenchError(f"--top must be >= 1, got {top}", "e.g. --top 5")
 
 
-def lodo_summary(doc: dict, metrics_path: Path = paths.ADVISOR_METRICS) -> dict:
+def lodo_summary(doc: dict) -> dict:
     """The advisor's leave-one-dataset-out scores beside the dataset-blind baseline's, from the
-    advisor stage's metrics file, so a user can judge how far to trust the advice.
+    model file itself (``lodo``, written with the model), so a user can judge how far to trust it.
 
-    ``missing`` says why there are none (no file, or a file written for another advisor).
+    ``missing`` says why there are none (a model file written before ubench kept them there).
     ``beats`` holds, per metric, whether the advisor scored strictly higher (None if undefined).
     """
-    metrics_path = Path(metrics_path)
     out = {"k": None, "n_held_out": None, "by": doc.get("by"), "advisor": {}, "baseline": {},
            "beats": {}, "missing": None}
-    if not metrics_path.exists():
-        out["missing"] = f"{metrics_path} not found; `dvc repro advisor` writes it with the model"
+    lodo = doc.get("lodo")
+    if not isinstance(lodo, dict) or "mean" not in lodo:
+        out["missing"] = "the model file has no held-out evaluation; `dvc repro advisor` writes one"
         return out
-    try:
-        m = json.loads(metrics_path.read_text(encoding="utf-8"))
-        k = int(m["k"])
-        same = (m.get("trained") and m.get("by") == doc.get("by")
-                and sorted(m["lodo"]["datasets"]) == sorted(doc["training"]["datasets"]))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        out["missing"] = f"{metrics_path} is not the advisor stage's metrics file"
-        return out
-    if not same:
-        out["missing"] = f"{metrics_path} was written for another advisor (other datasets or ranking)"
-        return out
-    out.update(k=k, n_held_out=m["lodo"]["mean"].get("n_held_out"))
+    out.update(k=lodo.get("k"), n_held_out=lodo["mean"].get("n_held_out"))
     for who in ("advisor", "baseline"):
-        out[who] = {"ndcg": m.get(f"{who}_ndcg_at_{k}"), "spearman": m.get(f"{who}_spearman")}
+        out[who] = {"ndcg": lodo["mean"][who].get("ndcg_at_k"), "spearman": lodo["mean"][who].get("spearman")}
     for metric in ("ndcg", "spearman"):
         a, b = out["advisor"][metric], out["baseline"][metric]
         out["beats"][metric] = None if a is None or b is None else bool(a > b)
@@ -201,8 +193,7 @@ def render_lodo(s: dict) -> list[str]:
 
 def recommend(dataset: str, model_path: Path = paths.ADVISOR_MODEL, *, by: str | None = None,
               max_params: float | None = None, max_gflops: float | None = None,
-              min_fps: float | None = None, top: int = 5,
-              metrics_path: Path = paths.ADVISOR_METRICS) -> tuple[pd.DataFrame, dict]:
+              min_fps: float | None = None, top: int = 5) -> tuple[pd.DataFrame, dict]:
     """The advisor's ranking of its known models for ``dataset`` under the resource limits."""
     _check_limits(max_params, max_gflops, min_fps, top)
     advisor, doc = load_model_file(model_path)
@@ -238,7 +229,7 @@ def recommend(dataset: str, model_path: Path = paths.ADVISOR_MODEL, *, by: str |
     table = table.sort_values(["predicted", "model"], ascending=[False, True], kind="stable")
     info = {"dataset": name, "by": doc["by"], "features": feats,
             "limits": _limit_text(max_params, max_gflops, min_fps), "candidates": int(keep.sum()),
-            "trained_on": list(doc["training"]["datasets"]), "lodo": lodo_summary(doc, metrics_path)}
+            "trained_on": list(doc["training"]["datasets"]), "lodo": lodo_summary(doc)}
     return table.head(top).reset_index(drop=True)[list(ADVICE_COLUMNS)], info
 
 
@@ -363,8 +354,7 @@ def _unknown_dataset(dataset: str, cause: UbenchError) -> UbenchError:
 
 def advise(dataset: str, model_path: Path = paths.ADVISOR_MODEL, *, by: str | None = None,
            max_params: float | None = None, max_gflops: float | None = None,
-           min_fps: float | None = None, top: int = 5,
-           metrics_path: Path = paths.ADVISOR_METRICS):
+           min_fps: float | None = None, top: int = 5):
     """`ubench advise`, block by block: U-Bench's published rankings for ``dataset`` (if any), then
     the advisor's ranking, or, with no trained advisor, how to train one.
 
@@ -385,5 +375,5 @@ def advise(dataset: str, model_path: Path = paths.ADVISOR_MODEL, *, by: str | No
                f"To get one: {absent.fix}.")
         return
     table, info = recommend(dataset, model_path, by=by, max_params=max_params, max_gflops=max_gflops,
-                            min_fps=min_fps, top=top, metrics_path=metrics_path)
+                            min_fps=min_fps, top=top)
     yield render_advice(table, info)

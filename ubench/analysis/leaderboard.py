@@ -310,7 +310,8 @@ def _ci(r: Mapping) -> str:
     return f"{r['iou_mean']:.4f} [{r['iou_ci_low']:.4f}, {r['iou_ci_high']:.4f}]"
 
 
-def _marker(m: str, r: Mapping, baseline: str, base_row: Mapping | None = None) -> str:
+def significance_label(m: str, r: Mapping, baseline: str, base_row: Mapping | None = None) -> str:
+    """The Significance cell of a leaderboard row (the markdown table and the HTML report)."""
     if r.get("degenerate"):
         return f"degenerate ({r['degenerate_kind']})" + (" · baseline" if m == baseline else "")
     if m == baseline:
@@ -378,7 +379,7 @@ def render_markdown(board: Mapping) -> str:
         for m, r in sorted(d["models"].items(), key=lambda kv: (kv[1]["rank"], kv[0])):
             lines.append(f"| {m} | {_ci(r)} | {_f(r['dice_mean'])} | {_signed(r['delta_iou'])} | "
                          f"{_p(r['p_ttest'])} | {_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | "
-                         f"{_marker(m, r, base, base_row)} | {_shares(r)} | {r['rank']} |")
+                         f"{significance_label(m, r, base, base_row)} | {_shares(r)} | {r['rank']} |")
         lines.append("")
         lines += _published_lines(d.get("published"))
 
@@ -393,7 +394,7 @@ def render_markdown(board: Mapping) -> str:
             base_row = z["models"].get(base)
             for m, r in sorted(z["models"].items(), key=lambda kv: (-kv[1]["iou_mean"], kv[0])):
                 lines.append(f"| {m} | {_ci(r)} | {_signed(r['delta_iou'])} | {_p(r['p_ttest'])} | "
-                             f"{_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | {_marker(m, r, base, base_row)} | "
+                             f"{_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | {significance_label(m, r, base, base_row)} | "
                              f"{_shares(r)} | {_signed(r['drop_vs_in_domain'])} |")
             lines.append("")
             lines += _published_lines(z.get("published"))

@@ -20,14 +20,20 @@ from ubench.io import write_bytes_atomic
 DPI = 100
 BASELINE_COLOR = "#d62728"
 MODEL_COLOR = "#1f77b4"
+# matplotlib's tab10 without its red, which marks the baseline
+MODEL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
-def _save(fig: Figure, path: str | Path) -> None:
-    """Render ``fig`` to PNG bytes (deterministic settings) and write them atomically."""
+def _png(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes, with deterministic settings."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    write_bytes_atomic(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    write_bytes_atomic(path, _png(fig))
 
 
 def model_label(model: str, row: Mapping, baseline: str) -> str:
@@ -111,11 +117,42 @@ def plot_iou_vs_uscore(report: Mapping, path: str | Path) -> None:
     _save(fig, path)
 
 
-def leaderboard_plot_rows(board: Mapping) -> list[dict]:
-    """Rows for a ``dvc plots`` CSV: dataset, model, iou_mean, ci_low, ci_high (sorted)."""
-    rows = []
-    for ds in sorted(board["datasets"]):
-        for m, r in sorted(board["datasets"][ds]["models"].items()):
-            rows.append({"dataset": ds, "model": m, "iou_mean": r["iou_mean"],
-                         "ci_low": r["iou_ci_low"], "ci_high": r["iou_ci_high"]})
-    return rows
+def training_curves_png(curves: Mapping, baseline: str) -> bytes:
+    """Validation IoU per epoch: one panel per dataset, every model overlaid, baseline in red.
+
+    ``curves``: {dataset: {model: [(epoch, val IoU), ...]}} (``html_report.read_curves``).
+    """
+    datasets = sorted(curves)
+    if not datasets:
+        raise AnalysisInputError("no training curves to plot")
+    cols = min(3, len(datasets))
+    rows = -(-len(datasets) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    # one colour per model across panels; red is the baseline's alone
+    others = sorted({m for ds in datasets for m in curves[ds]} - {baseline})
+    colors = {m: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(others)}
+    for ax, ds in zip(axes, datasets):
+        for m in sorted(curves[ds]):
+            pts = curves[ds][m]
+            style = ({"color": BASELINE_COLOR, "linewidth": 2.2} if m == baseline
+                     else {"color": colors[m], "linewidth": 1.2})
+            ax.plot([e for e, _ in pts], [v for _, v in pts], marker=".", label=m, **style)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation IoU")
+        ax.set_title(ds)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(datasets):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def leaderboard_plot_rows(board: Mapping) -> dict[str, list[dict]]:
+    """Rows for ``dvc plots``, one table per in-domain dataset (so each bar chart shows one
+    dataset's models, never a sum over datasets): model, iou_mean, ci_low, ci_high."""
+    return {ds: [{"model": m, "iou_mean": r["iou_mean"], "ci_low": r["iou_ci_low"], "ci_high": r["iou_ci_high"]}
+                 for m, r in sorted(board["datasets"][ds]["models"].items())]
+            for ds in sorted(board["datasets"])}
