@@ -41,6 +41,7 @@ browser:
 		echo "note: no chromium (not root, or no apt-get): the browser test will be skipped"
 
 test: setup browser
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 test-slow: setup

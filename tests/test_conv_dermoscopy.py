@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from tests.test_conv_ultrasound import (
-    CORRUPTIONS, Built, assert_converts, assert_reports, box, rgb, save, smooth,
+    CORRUPTIONS,
+    Built,
+    assert_converts,
+    assert_reports,
+    box,
+    rgb,
+    save,
+    smooth,
 )
 from ubench.data.converters.dermoscopy import ISIC2018, PH2, SKINCANCER
 

@@ -11,7 +11,14 @@ import pytest
 from PIL import Image
 
 from tests.test_conv_ultrasound import (
-    CORRUPTIONS, Built, assert_converts, assert_reports, box, rgb, save, smooth,
+    CORRUPTIONS,
+    Built,
+    assert_converts,
+    assert_reports,
+    box,
+    rgb,
+    save,
+    smooth,
 )
 from ubench.data.converters.base import check_folder, convert_folder
 from ubench.data.converters.endoscopy import CVC300, CVC_CLINICDB, KVASIR, ROBOTOOL

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from ubench.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegmentationDataset
 from tests.conftest import prep
+from ubench.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegmentationDataset
 from ubench.errors import UbenchError
 
 N, S = 12, 16

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import prep
 from tests.test_conv_endoscopy import build_kvasir
 from tests.test_conv_ultrasound import build_busi
 from tests.test_conv_volumes import make_acdc
 from ubench.cli import main
 from ubench.data.catalog import CATALOG
 from ubench.data.converters import all_converters, get_converter
-from tests.conftest import prep
 from ubench.data.registry import all_datasets, get_dataset, list_datasets
 from ubench.errors import UbenchError
 

@@ -584,7 +584,7 @@ def _readme_extraction() -> str:
     runs = [s["run"] for _, s in _steps(wf) if "README.md" in s.get("run", "")]
     assert len(runs) == 1, "expected one step reading the set-up commands from README.md"
     assert re.search(r'bash -c "\$command"', runs[0]), "the README job does not run each command"
-    line = next(l for l in runs[0].splitlines() if "mapfile -t commands" in l)
+    line = next(ln for ln in runs[0].splitlines() if "mapfile -t commands" in ln)
     return line.strip() + '\nprintf "%s\\n" "${commands[@]}"\n'
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.conftest import tiny_params
 from ubench import paths
 from ubench.analysis.html_report import curve_rows, read_curves, render_html
 from ubench.analysis.leaderboard import build_leaderboard
@@ -23,7 +24,6 @@ from ubench.analysis.uscore import uscore_report
 from ubench.config import config_from_dict
 from ubench.errors import UbenchError
 from ubench.io import json_dumps
-from tests.conftest import tiny_params
 
 IDS = [f"img{i}" for i in range(6)]
 MODELS = ["unet", "unext", "malunet"]  # unext learns; malunet predicts nothing

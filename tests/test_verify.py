@@ -27,8 +27,20 @@ from tests.conftest import repo_env, run_in
 from ubench.errors import UbenchError
 from ubench.io import json_dumps
 from ubench.runtime import platform_fingerprint
-from ubench.verify import (DIFFERENT, EQUIVALENT, IDENTICAL, NOT_COMPARED, Report, _compare_stage, cache_object,
-                           compare_measured, interruptible, metric_gap, select_stages, verify)
+from ubench.verify import (
+    DIFFERENT,
+    EQUIVALENT,
+    IDENTICAL,
+    NOT_COMPARED,
+    Report,
+    _compare_stage,
+    cache_object,
+    compare_measured,
+    interruptible,
+    metric_gap,
+    select_stages,
+    verify,
+)
 
 LOCK = {"prepare@synth": {}, "train@unet-synth": {}, "train@attention_unet-synth": {}, "leaderboard": {}}
 SPEED = {"batch_size": 1, "device": "cpu", "device_name": "x86_64", "fps": 10.0, "input_size": 64,

@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "paired p-values, degenerate-prediction warnings); writes metrics/candidate/DATASET.json "
                        "(the deltas) and results/candidate_report.json (every metric and warning).")
     p.add_argument("--dataset", help="dataset to train and evaluate the candidate on")
-    p.add_argument("--report", action="store_true", help="write metrics/candidate/ (deltas, p-values) and results/candidate_report.json")
+    p.add_argument("--report", action="store_true",
+                   help="write metrics/candidate/ (deltas, p-values) and results/candidate_report.json")
     _add_params(p)
 
     p = sub.add_parser("advisor", help="train the model advisor on the leaderboard (the `advisor` stage)",

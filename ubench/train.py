@@ -26,7 +26,6 @@ from ubench.metrics import binary_metrics, foreground_fraction, multiclass_metri
 from ubench.models import create_model
 from ubench.runtime import device, final_output, make_deterministic, platform_fingerprint
 
-
 # Metrics are computed per image, so the evaluation batch size changes speed, not results
 # (U-Bench validates with batch 1 because its metrics run over the whole batch tensor).
 EVAL_BATCH = 8

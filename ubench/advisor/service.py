@@ -106,7 +106,8 @@ def dataset_features(dataset: str, prepared_root: Path = Path("data/prepared")) 
 
         known = dataset in list_datasets()
         raise UbenchError(
-            f"no prepared dataset at {dataset!r}" + (f" (it is registered but not prepared: {folder} is missing)" if known else ""),
+            f"no prepared dataset at {dataset!r}"
+            + (f" (it is registered but not prepared: {folder} is missing)" if known else ""),
             f"run `ubench prepare {Path(dataset).name}` first" if known else
             "pass a registered dataset name you have prepared, or a folder with manifest.json, images.npy and masks.npy",
         )

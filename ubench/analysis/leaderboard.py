@@ -386,7 +386,7 @@ def render_markdown(board: Mapping) -> str:
     if board["zeroshot"]:
         lines += ["## Zero-shot", "",
                   "Trained on the source dataset, evaluated on all of the target.", ""]
-        for key, z in sorted(board["zeroshot"].items()):
+        for _key, z in sorted(board["zeroshot"].items()):
             lines += [f"### {z['source']} → {z['target']} (n = {z['n_images']} images)", "",
                       "| Model | IoU mean [CI] | ΔIoU vs baseline | p (t-test) | p (Wilcoxon) "
                       "| p (Holm) | Significance | Empty / full predictions | Drop vs in-domain |",

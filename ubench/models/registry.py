@@ -69,7 +69,7 @@ class ModelInfo:
         return -(-at_least // self.size_multiple) * self.size_multiple
 
 
-_FACTORIES: dict[str, Callable[..., "nn.Module"]] = {}
+_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
 _INFO: dict[str, ModelInfo] = {}
 _IMPORT_ERRORS: dict[str, Exception] = {}
 

@@ -12,14 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.errors import UbenchError
-from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
 from ubench.models.ops.checks import check_fixed_size  # noqa: F401  (re-exported)
-from ubench.models.ops.common import init_vit_weights
-
-
-
-
+from ubench.models.ops.common import (
+    DropPath,  # noqa: F401  (re-exported)
+    init_vit_weights,
+)
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from ubench.models.ops.common import init_vit_conv_weights
 
 

@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ubench.models.ops.common import init_vit_weights
 from ubench.models.ops.selective_scan import selective_scan_fn
 from ubench.models.ops.vss import pixel_shuffle_last
-from ubench.models.ops.common import init_vit_weights
 
 
 def init_vmamba_linear(m: nn.Module) -> None:

@@ -18,8 +18,8 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.swin import DropPath
 from ubench.models.ops.common import init_vit_conv_weights
+from ubench.models.ops.swin import DropPath
 
 
 @dataclass(frozen=True)

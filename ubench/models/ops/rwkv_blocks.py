@@ -15,8 +15,8 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.wkv import bi_wkv
 from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
+from ubench.models.ops.wkv import bi_wkv
 
 ShiftFn = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
-from ubench.models.ops.common import init_vit_weights
+from ubench.models.ops.common import (
+    DropPath,  # noqa: F401  (re-exported)
+    init_vit_weights,
+)
 
 
 def init_transformer_weights(module: nn.Module) -> None:

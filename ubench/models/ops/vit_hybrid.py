@@ -21,11 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.errors import UbenchError
 from ubench.models.ops.checks import check_fixed_size  # noqa: F401  (re-exported)
-
-
-
 
 # --------------------------------------------------------------------------------------------
 # ResNet-v2 (BiT) trunk with weight standardisation and GroupNorm

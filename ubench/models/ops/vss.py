@@ -42,9 +42,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ubench.models.ops.common import (
+    DropPath,  # noqa: F401  (re-exported)
+    init_vit_weights,
+)
 from ubench.models.ops.selective_scan import selective_scan_fn
-from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
-from ubench.models.ops.common import init_vit_weights
 
 DIRECTIONS = 4  # row, column, reversed row, reversed column
 
@@ -134,7 +136,7 @@ class VSSBlock(nn.Module):
     """Pre-norm residual block around SS2D, as in VMamba / VM-UNet."""
 
     def __init__(self, hidden_dim: int, drop_path: float = 0.0,
-                 norm_layer=partial(nn.LayerNorm, eps=1e-6), attn_drop_rate: float = 0.0,
+                 norm_layer=partial(nn.LayerNorm, eps=1e-6), attn_drop_rate: float = 0.0,  # noqa: B008 (a constructor)
                  d_state: int = 16, **ss2d_kwargs):
         super().__init__()
         self.ln_1 = norm_layer(hidden_dim)
