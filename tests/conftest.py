@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 
 from ubench.config import config_from_dict
+from ubench.runtime import limit_heap_fragmentation
+
+# the process setting every stage makes (make_deterministic): tests that run Mamba models
+# directly get the same bounded memory as the stages do
+limit_heap_fragmentation()
 
 TINY = {
     "grid": {"models": ["unet", "attention_unet"], "datasets": ["synth"],

@@ -91,7 +91,7 @@ def trace(argv: list[str], out: Path) -> int:
                 opened.add(rel)
 
     sys.addaudithook(on_open)
-    # ubench.config is imported by every stage anyway (cli.run loads the config for each one).
+    # ubench.config is imported by every stage anyway (cli.main loads the config for each one).
     import ubench.config
 
     reads: set[str] = set()

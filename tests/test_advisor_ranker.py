@@ -260,7 +260,7 @@ def test_errors_say_what_and_how(board, tmp_path):
         train_ranker(lonely, params=FAST)
     with pytest.raises(UbenchError, match=r"lacks feature column\(s\) \['solidity'\]") as e:
         train_ranker(board.drop(columns=["solidity"]), params=FAST)
-    assert "ubench.advisor.features" in e.value.fix
+    assert "ubench.data.attributes" in e.value.fix
     nan = board.copy()
     nan.loc[3, "score"] = np.nan
     with pytest.raises(UbenchError, match="score.*NaN"):

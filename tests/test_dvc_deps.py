@@ -53,6 +53,14 @@ UNUSED_READS = {
     ("prepare_raw", "synthetic"),
 }
 
+# Deps a stage may carry without using them, each with the reason (keep the list short).
+UNUSED_DEPS = {
+    # A stage over ${item.model} depends on the model's own file and on the shared blocks; DVC
+    # cannot give each model only the ops files it imports, so a model built on no shared block
+    # (ulite, cmunext, medt, ...) reruns when ops/ changes. Its own file is still exact.
+    "ubench/models/ops",
+}
+
 
 @dataclass(frozen=True)
 class Instance:
@@ -217,7 +225,7 @@ def test_no_dep_on_code_the_stage_never_uses(traced, stage):
     """A dep on ubench code the stage does not run only reruns it for nothing."""
     stale = {}
     for inst, used in _stage_traces(traced, stage):
-        unused = [d for d in inst.deps if covers("ubench", d)
+        unused = [d for d in inst.deps if covers("ubench", d) and d not in UNUSED_DEPS
                   and not any(covers(d, f) for f in used["files"])]
         if unused:
             stale[inst.name] = unused

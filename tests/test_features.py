@@ -1,4 +1,4 @@
-"""Dataset attributes (ubench/advisor/features.py) on masks whose answers are known by hand."""
+"""Dataset attributes (ubench/data/attributes.py) on masks whose answers are known by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ubench.advisor.features import boundary_contrast, dataset_attributes, object_shapes
+from ubench.data.attributes import boundary_contrast, dataset_attributes, object_shapes
 
 
 def _disc(size=64, r=20, cy=32, cx=32):

@@ -1,40 +1,38 @@
-"""Shared blocks of the hybrid models (ubench/models/ops/hybrid_blocks.py) and UTNet's bias tiling."""
+"""Shared Swin and token blocks (ubench/models/ops/swin.py, ops/common.py) and UTNet's bias tiling."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from ubench.errors import UbenchError
-from ubench.models.ops.hybrid_blocks import (
+from ubench.models.ops.common import map_to_tokens, tokens_to_map
+from ubench.models.ops.swin import (
     SwinBlock,
-    check_fixed_size,
-    relative_index,
+    SwinStage,
+    from_windows,
+    relative_position_index,
     shift_mask,
-    to_map,
-    to_tokens,
-    window_partition,
-    window_reverse,
+    swin_stage,
+    to_windows,
 )
 
 
 def test_window_partition_roundtrip_and_layout():
     x = torch.arange(2 * 8 * 12 * 3, dtype=torch.float32).reshape(2, 8, 12, 3)
-    win = window_partition(x, 4)
+    win = to_windows(x, 4)
     assert win.shape == (2 * 2 * 3, 16, 3)
     assert torch.equal(win[1], x[0, 0:4, 4:8].reshape(16, 3))  # second window: row 0, column 1
-    assert torch.equal(window_reverse(win, 4, 8, 12), x)
+    assert torch.equal(from_windows(win, 4, 8, 12), x)
 
 
 def test_tokens_and_maps_are_inverse():
     x = torch.randn(2, 5, 4, 6)
-    t = to_tokens(x)
+    t = map_to_tokens(x)
     assert t.shape == (2, 24, 5)
-    assert torch.equal(to_map(t, 4, 6), x)
+    assert torch.equal(tokens_to_map(t, 4, 6), x)
 
 
 def test_relative_index_is_translation_invariant():
-    idx = relative_index(3)
+    idx = relative_position_index(3)
     assert idx.shape == (9, 9)
     assert idx.min() == 0 and idx.max() == 24
     assert idx[0, 0] == idx[4, 4] == idx[8, 8]  # zero offset everywhere
@@ -56,12 +54,19 @@ def test_swin_block_shift_is_disabled_when_window_covers_grid():
     assert out.shape == (2, 16, 8)
 
 
-def test_check_fixed_size_names_the_size():
-    check_fixed_size("m", torch.zeros(1, 3, 16, 16), 16)
-    with pytest.raises(UbenchError, match="72x72"):
-        check_fixed_size("m", torch.zeros(1, 3, 72, 72), 16)
-    with pytest.raises(UbenchError, match="B, C, H, W"):
-        check_fixed_size("m", torch.zeros(3, 16, 16), 16)
+def test_both_swin_containers_hold_the_same_blocks_under_their_checkpoint_names():
+    """SwinStage (Swin-Unet: blocks.<i>) and swin_stage (HiFormer/H2Former: <i>) build identical
+    blocks from the same seed; only the key prefix differs."""
+    torch.manual_seed(0)
+    a = SwinStage(8, (8, 8), depth=2, heads=2, window=4)
+    torch.manual_seed(0)
+    b = swin_stage(8, (8, 8), 2, 2, 4, [0.0, 0.0])
+    sa, sb = a.state_dict(), b.state_dict()
+    assert [k.removeprefix("blocks.") for k in sa] == list(sb)
+    assert all(torch.equal(sa[k], sb[k.removeprefix("blocks.")]) for k in sa)
+    assert b[1].shift == 2 and b[0].shift == 0
+    x = torch.randn(2, 64, 8)
+    assert torch.equal(a.eval()(x), b.eval()(x))
 
 
 def test_utnet_bias_matches_reference_tiling_on_multiples_of_8():

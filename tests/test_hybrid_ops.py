@@ -6,14 +6,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ubench.errors import UbenchError
-from ubench.models.ops.monai_wrap import SizeCheckedNet, require_packages
+from ubench.models.ops.monai_wrap import MonaiNet, require_packages
 from ubench.models.ops.vit_hybrid import (
     CupDecoder,
     ResNetV2Encoder,
     StdConv2d,
     ViTEncoder,
-    check_fixed_size,
 )
 
 
@@ -84,19 +82,10 @@ def test_cup_decoder_applies_skip_attention_before_concat():
     assert torch.allclose(y_gated, y_zero) and not torch.allclose(y_gated, y_plain)
 
 
-def test_check_fixed_size_names_the_sizes():
-    check_fixed_size("m", torch.zeros(1, 3, 256, 256), 256)
-    with pytest.raises(UbenchError, match="256x256.*72x72"):
-        check_fixed_size("m", torch.zeros(1, 3, 72, 72), 256)
-    with pytest.raises(UbenchError, match="B, C, H, W"):
-        check_fixed_size("m", torch.zeros(3, 256, 256), 256)
-
-
-def test_size_checked_net_and_require_packages():
-    net = SizeCheckedNet("m", nn.Identity(), multiple=32)
-    assert net(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
-    with pytest.raises(UbenchError, match="divisible by 32"):
-        net(torch.zeros(1, 1, 72, 72))
+def test_monai_net_keeps_the_net_prefix_and_require_packages_names_what_is_missing():
+    net = MonaiNet(nn.Linear(2, 3))
+    assert list(net.state_dict()) == ["net.weight", "net.bias"]
+    assert net(torch.zeros(1, 2)).shape == (1, 3)
     require_packages("m", "torch")
     with pytest.raises(ImportError, match="no_such_pkg_ubench"):
         require_packages("m", "torch", "no_such_pkg_ubench")
@@ -111,5 +100,5 @@ def test_transfuse_outputs_three_maps_and_scales_with_input():
         outs = model(torch.randn(1, 3, 32, 48))
     assert isinstance(outs, list) and len(outs) == 3
     assert all(o.shape == (1, 2, 32, 48) for o in outs)
-    with pytest.raises(UbenchError, match="divisible by 16"):
+    with pytest.raises(ValueError, match="divisible by 16"):
         model(torch.randn(1, 3, 40, 40))

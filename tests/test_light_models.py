@@ -11,8 +11,8 @@ import torch
 from scipy.interpolate import BSpline
 
 from ubench.models import create_model
+from ubench.models.ops.common import map_to_tokens, tokens_to_map
 from ubench.models.ops.kan import KANLinear, bspline_basis
-from ubench.models.ops.light_blocks import map_to_tokens, tokens_to_map
 from ubench.models.unext import shift_groups
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ubench.errors import UbenchError
-from ubench.models import create_model, list_models, model_info
+from ubench.models import create_model, list_models, model_info, model_source_file
 
 MODELS = list_models()
 PARAM_TOLERANCE = 0.03
@@ -30,6 +30,8 @@ def _quick_params(name: str) -> list:
     """(name, train) cases; heavy models' cases carry the slow mark."""
     marks = [pytest.mark.slow] if name in HEAVY else []
     return [pytest.param(name, t, id=f"{name}-{'train' if t else 'eval'}", marks=marks) for t in (True, False)]
+
+
 OURS = ["attention_unet", "unet", "unetpp"]  # the models this file was written with
 
 
@@ -135,23 +137,35 @@ def test_same_seed_same_weights(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_bad_input_size_fails_clearly_or_works(name):
-    """A size the model does not declare either works or raises UbenchError, never a torch error."""
+def test_undeclared_input_size_is_refused_clearly(name):
+    """A size the model does not declare is refused before the network runs, with a ValueError
+    that names the size (the registry's input check), never a torch shape error."""
     assert not model_info(name).accepts(72)
     model = _build(name).eval()
-    try:
-        with torch.no_grad():
-            out = model(torch.randn(1, 3, 72, 72))
-    except UbenchError as exc:
-        assert "72" in str(exc)
-    else:
-        _check_outputs(name, out, (1, 1, 72, 72))
+    with pytest.raises(ValueError, match="72x72"), torch.no_grad():
+        model(torch.randn(1, 3, 72, 72))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"), torch.no_grad():
+        model(torch.randn(3, 64, 64))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_factories_hold_only_architecture(name):
+    """Every factory takes exactly (num_classes, in_channels): option and size checks live in the
+    registry, so no model file repeats them (nor its own name as a string)."""
+    import inspect
+
+    from ubench.models.registry import _FACTORIES
+
+    assert list(inspect.signature(_FACTORIES[name]).parameters) == ["num_classes", "in_channels"]
+    src = model_source_file(name).read_text()
+    assert "reject_unknown_kwargs" not in src and "check_spatial_size" not in src
+    assert "UbenchError" not in src  # model code raises ValueError/TypeError; the app wraps them
 
 
 @pytest.mark.parametrize("name", OURS)
 def test_our_models_reject_non_multiples_and_unknown_options(name):
     model = _build(name).eval()
-    with pytest.raises(UbenchError, match="divisible"), torch.no_grad():
+    with pytest.raises(ValueError, match="divisible"), torch.no_grad():
         model(torch.randn(1, 3, 72, 72))
     with pytest.raises(UbenchError, match="deep_supervison"):
         create_model(name, deep_supervison=True)

@@ -71,3 +71,34 @@ def test_registry_import_and_listing_do_not_import_monai():
     assert int(count) >= len(FIRST_THREE)
     assert after_import == "False", "importing ubench.models.registry imported monai"
     assert after_listing == "False", "list_models() imported monai: move the import into the factory"
+
+
+def test_input_check_is_attached_by_create_model_and_survives_pickling():
+    """The registry's check runs before forward (a ValueError naming size and fix), and a built
+    model still pickles (torch.save of a whole module, multiprocessing)."""
+    import pickle
+
+    import torch
+
+    model = create_model("unet").eval()
+    with pytest.raises(ValueError, match=r"divisible by 16, got 40x48; resize or pad"):
+        model(torch.zeros(1, 3, 40, 48))
+    clone = pickle.loads(pickle.dumps(model))
+    with pytest.raises(ValueError, match="divisible by 16"):
+        clone(torch.zeros(1, 3, 40, 48))
+    with torch.no_grad():
+        assert clone(torch.zeros(1, 3, 48, 32)).shape == (1, 1, 48, 32)
+
+
+def test_fixed_size_models_refuse_other_and_non_square_sizes():
+    import torch
+
+    model = create_model("swinunet").eval()
+    with pytest.raises(ValueError, match="only takes square inputs of 224 pixels, got 224x256"):
+        model(torch.zeros(1, 3, 224, 256))
+
+
+def test_unknown_option_names_what_the_model_takes():
+    with pytest.raises(UbenchError) as info:
+        create_model("unet", depth=3)
+    assert "depth" in info.value.what and "num_classes and in_channels" in info.value.fix

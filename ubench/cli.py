@@ -1,6 +1,10 @@
 """The `ubench` command: argument parsing only; each subcommand calls one function of pipeline.py.
 
-Every user-facing failure is a UbenchError, printed as ``error:`` and ``fix:`` lines (exit 2).
+Each subcommand has a parser builder (``_add_<name>``) and a command function (``cmd_<name>``,
+returning the exit status) side by side; the parser records the function (``set_defaults(func=)``)
+and ``main`` calls it. Modules that are slow to import are imported inside the command functions,
+so `ubench --help` stays fast. Every user-facing failure is a UbenchError, printed as ``error:`` and
+``fix:`` lines (exit 2).
 """
 
 from __future__ import annotations
@@ -20,16 +24,16 @@ def _add_params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="ubench", description="Reproducible benchmark of U-Net variants for 2D medical image "
-        "segmentation (after U-Bench, Tang et al. 2025).", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    from ubench import __version__
+def _config(args: argparse.Namespace):
+    """The validated config of ``--params`` (every stage's knobs)."""
+    from ubench.config import load_config
 
-    ap.add_argument("--version", action="version", version=f"ubench {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return load_config(args.params)
 
+
+# --- the stages of dvc.yaml ----------------------------------------------------------------------
+
+def _add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="convert a dataset into the prepared form (npy + splits + manifest)",
                        description="Prepare DATASET into data/prepared/DATASET: resized uint8 images.npy "
                        "and masks.npy, seeded splits.json, manifest.json. DATASET is a registered name "
@@ -41,7 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default data/prepared/DATASET); replaced only if absent, empty or "
                    "a previous prepared output, never the project, .git, data/raw or the raw input")
     _add_params(p)
+    p.set_defaults(func=cmd_prepare)
 
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from ubench import pipeline
+
+    out = pipeline.run_prepare(_config(args), args.dataset, args.out, args.raw_root)
+    print(f"prepared {args.dataset} -> {out}")
+    return 0
+
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train one model on one prepared dataset (U-Bench protocol)",
                        description="Train MODEL on the train split of data/prepared/DATASET (prepare it "
                        "first) with U-Bench's protocol and params.yaml's `train` section: SGD with "
@@ -51,7 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="registry name (see `ubench models list`)")
     p.add_argument("--dataset", required=True)
     _add_params(p)
+    p.set_defaults(func=cmd_train)
 
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ubench import pipeline
+
+    best = pipeline.run_train(_config(args), args.model, args.dataset)
+    print(f"{args.model} on {args.dataset}: best val IoU {best['val_iou']:.4f} at epoch {best['epoch']}")
+    return 0
+
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="per-image metrics of a trained model (in-domain or zero-shot)",
                        description="Evaluate models/DATASET/MODEL.pt on DATASET's test split, or with "
                        "--target on every image of TARGET (zero-shot transfer).")
@@ -59,24 +85,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="the dataset the model was trained on")
     p.add_argument("--target", default=None, help="zero-shot target dataset")
     _add_params(p)
+    p.set_defaults(func=cmd_evaluate)
 
-    for name, hlp, desc in (
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ubench import pipeline
+
+    s = pipeline.run_evaluate(_config(args), args.model, args.dataset, args.target)
+    where = f"{args.dataset} -> {args.target} (zero-shot)" if args.target else f"{args.dataset} test"
+    print(f"{args.model} on {where}: IoU {s['metrics']['iou']['mean']:.4f} over {s['n_images']} images")
+    return 0
+
+
+def _add_efficiency(sub) -> None:
+    for name, hlp, desc, func in (
             ("complexity", "params and FLOPs at the protocol input size (computed)",
              "Count MODEL's parameters and FLOPs (ptflops' multiply-accumulates, reported as FLOPs as "
              "U-Bench does) at params.yaml's efficiency.input_size, or the model's own fixed size where "
              "it cannot take that. Deterministic; no dataset or checkpoint needed. Writes "
-             "results/complexity/MODEL.json."),
+             "results/complexity/MODEL.json.", cmd_complexity),
             ("speed", "frames per second at batch 1 (measured; differs between runs)",
              "Measure MODEL's frames per second at batch 1 on this machine's device (GPU if present) "
              "after efficiency.speed.warmup runs, timed efficiency.speed.window runs at a time until the "
              "median latency moves by at most efficiency.speed.tolerance (or max_seconds pass); FPS = "
              "1 / that median, with its spread (IQR / median); untrained weights. "
              "Writes results/speed/MODEL.json with the device, torch version and thread count: a "
-             "measurement, so it differs between runs and machines.")):
+             "measurement, so it differs between runs and machines.", cmd_speed)):
         p = sub.add_parser(name, help=hlp, description=desc)
         p.add_argument("--model", required=True)
         _add_params(p)
+        p.set_defaults(func=func)
 
+
+def cmd_complexity(args: argparse.Namespace) -> int:
+    from ubench import pipeline
+
+    c = pipeline.run_complexity(_config(args), args.model)
+    print(f"{args.model}: {c['params_m']:.2f} M params, {c['gflops']:.2f} GFLOPs at {c['input_size']}²")
+    return 0
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    from ubench import pipeline
+
+    s = pipeline.run_speed(_config(args), args.model)
+    print(f"{args.model}: {s['fps']:.2f} FPS on {s['device_name']} ({s['threads']} threads)")
+    return 0
+
+
+def _add_leaderboard(sub) -> None:
     p = sub.add_parser("leaderboard", help="per-dataset IoU with CIs and paired tests vs the baseline",
                        description="Read the per-image results of every (model, dataset) and zero-shot "
                        "pair of params.yaml's grid (results/per_image, results/zeroshot) and compare each "
@@ -86,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "show` prints), reports/leaderboard.md, reports/leaderboard_iou.png and "
                        "reports/plots/leaderboard/DATASET.csv.")
     _add_params(p)
+    p.set_defaults(func=cmd_leaderboard)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from ubench import pipeline
+
+    pipeline.run_leaderboard(_config(args))
+    print("wrote results/leaderboard.json, metrics/leaderboard/ and reports/leaderboard.md")
+    return 0
+
+
+def _add_report(sub) -> None:
     p = sub.add_parser("report", help="reports/index.html: every table and figure in one offline page",
                        description="Write reports/index.html, a self-contained page (figures inlined, no "
                        "network needed): the leaderboard tables with warnings and degenerate flags, the "
@@ -93,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "reports/training_iou.png and reports/plots/training/DATASET.csv (for `dvc plots`). "
                        "Reads results/leaderboard.json, results/uscore.json, their PNGs and results/train.")
     _add_params(p)
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ubench import pipeline
+
+    print(f"wrote {pipeline.run_report(_config(args))}")
+    return 0
+
+
+def _add_uscore(sub) -> None:
     p = sub.add_parser(
         "uscore", help="U-Bench's U-Score per (model, dataset) (the `uscore` stage), or `uscore calc`",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -110,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "                         ubench uscore calc --iou 0.81 --params 3.15 --gflops 7.41 --fps 120 "
         "--dataset busi")
     _add_params(p)
+    p.set_defaults(func=cmd_uscore)
     usub = p.add_subparsers(dest="uscore_command", required=False, metavar="[calc]")
     pc = usub.add_parser(
         "calc", help="U-Score of one model, as U-Bench's web calculator (prints 100 x U-Score)",
@@ -131,158 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--json", action="store_true", help="print the result as JSON")
     pc.add_argument("--params-file", type=Path, default=None, dest="calc_params",
                     help="params file for the defaults and the grid (default: params.yaml)")
-
-    p = sub.add_parser("candidate", help="train+evaluate params.yaml candidate.model, or --report",
-                       description="With --dataset: train params.yaml's candidate.model on that prepared "
-                       "dataset (or reuse the grid's checkpoint when the model is in grid.models) and "
-                       "evaluate it on the test split; writes models/candidate/DATASET.pt, "
-                       "results/candidate/DATASET.json and results/candidate/DATASET.csv. With --report: "
-                       "compare it with leaderboard.baseline on every candidate.datasets (IoU deltas, "
-                       "paired p-values, degenerate-prediction warnings); writes metrics/candidate/DATASET.json "
-                       "(the deltas) and results/candidate_report.json (every metric and warning).")
-    p.add_argument("--dataset", help="dataset to train and evaluate the candidate on")
-    p.add_argument("--report", action="store_true",
-                   help="write metrics/candidate/ (deltas, p-values) and results/candidate_report.json")
-    _add_params(p)
-
-    p = sub.add_parser("advisor", help="train the model advisor on the leaderboard (the `advisor` stage)",
-                       description="Train the XGBoost model advisor on every (dataset, model) result of "
-                       "the grid, after a leave-one-dataset-out evaluation against a dataset-blind "
-                       "baseline. Writes models/advisor.json (with the held-out evaluation) and "
-                       "metrics/advisor.json (its held-out scores).")
-    p.add_argument("action", choices=["train"], help="train (the only action)")
-    _add_params(p)
-
-    p = sub.add_parser("advise", help="rank models for a dataset under resource limits",
-                       description="First, where U-Bench published rankings for DATASET (or, for a "
-                       "registered dataset it did not rank, for the datasets of the same modality), "
-                       "print its top-10 by IoU and by U-Score (published, not measured here). Then "
-                       "rank the models the advisor knows for DATASET (a prepared dataset's "
-                       "name or folder; its attributes are computed if missing), keeping only those "
-                       "within the limits, with the advisor's held-out score beside the baseline's. "
-                       "The advisor is models/advisor.json: `dvc repro advisor`, or "
-                       "`dvc pull models/advisor.json` for the published one.")
-    p.add_argument("--dataset", required=True,
-                   help="dataset name (U-Bench's or registered), prepared dataset name, or a folder with manifest.json")
-    p.add_argument("--by", choices=["iou", "uscore"], default=None,
-                   help="what the advisor must rank by (checked against the model file)")
-    p.add_argument("--max-params", type=float, default=None, help="at most this many million parameters")
-    p.add_argument("--max-gflops", type=float, default=None, help="at most this many GFLOPs (256x256)")
-    p.add_argument("--min-fps", type=float, default=None, help="at least this many frames per second")
-    p.add_argument("--top", type=int, default=5, help="how many models to show (default 5)")
-    p.add_argument("--advisor", type=Path, default=Path("models/advisor.json"), help="advisor model file")
-
-    p = sub.add_parser("models", help="list the model zoo, or show one model's record",
-                       description="`models list` prints the registered models as a table (see `ubench "
-                       "models list --help`); `models show NAME` prints one model's ModelInfo as JSON. "
-                       "Neither reads params.yaml or writes anything in the project.")
-    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    pl = msub.add_parser(
-        "list", help="table of models",
-        description="Print every registered model with its family, year, reference params (ModelInfo), "
-        "deep supervision and how often U-Bench's published per-dataset top-10s hold it (by IoU / by "
-        "U-Score). Params and FLOPs (ptflops, 256²) are shown where cached; --flops computes the "
-        "missing ones (seconds per model) and caches them in $XDG_CACHE_HOME/ubench/"
-        "model_complexity.json (default ~/.cache/ubench/), keyed by a hash of the model's code.")
-    pl.add_argument("--family", default=None, help="cnn, transformer, mamba, rwkv or hybrid")
-    pl.add_argument("--flops", action="store_true",
-                    help="compute params and FLOPs where not cached (builds each such model once)")
-    pl.add_argument("--no-flops", action="store_true", help=argparse.SUPPRESS)  # deprecated: the default now
-    pl.add_argument("--sort", choices=["name", "top10"], default="name",
-                    help="name (default), or top10: most U-Bench top-10 places first, then name")
-    pl.add_argument("--in-top10", action="store_true",
-                    help="only models in at least one of U-Bench's published top-10s")
-    ps = msub.add_parser("show", help="one model's ModelInfo",
-                         description="Print NAME's registry record (family, year, paper, reference params "
-                         "and their source, accepted input sizes, deep supervision) as JSON.")
-    ps.add_argument("name")
-
-    p = sub.add_parser("datasets", help="list the registered datasets, or check a raw download",
-                       description="`datasets list` prints the 28 U-Bench datasets (and the embedded "
-                       "synthetic ones) with modality, classes, zero-shot targets, raw format and "
-                       "licence. `datasets check DIR --format NAME` validates a raw download before "
-                       "any stage runs: every unmatched, unreadable, mis-sized or non-binary file is "
-                       "reported, and the exit status is 1 if there is any.")
-    dsub = p.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
-    dl = dsub.add_parser("list", help="table of datasets",
-                         description="Print the registered datasets as a Markdown table (modality, classes, "
-                         "role, zero-shot targets, raw format for `datasets check --format`, licence), and "
-                         "the `ubench` format for your own data in U-Bench's layout.")
-    dl.add_argument("--modality", default=None, help="only this modality (e.g. ultrasound)")
-    dsh = dsub.add_parser("show", help="one dataset's record (JSON)",
-                          description="Print NAME's registry record (source, licence, raw format, classes, "
-                          "zero-shot targets …) as JSON.")
-    dsh.add_argument("name")
-    dc = dsub.add_parser("check", help="validate a raw dataset folder (exit 1 on problems)",
-                         description="Validate a raw download before any stage runs. Exit status: "
-                         "0 = clean, every image has exactly one valid mask; 1 = problems found, each "
-                         "printed with its fix; 2 = the check could not run (unknown format, missing "
-                         "folder).")
-    dc.add_argument("dir", type=Path, help="the folder as downloaded (e.g. data/raw/busi)")
-    dc.add_argument("--format", required=True, dest="fmt",
-                    help="raw format name (the `format` column of `ubench datasets list`; `ubench` "
-                    "for your own data in U-Bench's layout)")
-
-    p = sub.add_parser("verify", help="rerun recorded stages in a scratch copy and compare with dvc.lock",
-                       description="Rerun STAGES (default: every stage in dvc.lock; a group name such "
-                       "as `train` means all of its stages) in a temporary copy of the repository that "
-                       "reads the DVC cache, each on its recorded inputs, and compare every output's "
-                       "hash with dvc.lock. The measured stages (speed@*, uscore) are compared by "
-                       "value within --tolerance and labelled with the recorded and this device. "
-                       "Prints a table; exit status 1 on any mismatch. Your workspace is not touched.")
-    p.add_argument("stages", nargs="*", help="stage or group names (default: all)")
-    p.add_argument("--tolerance", type=float, default=0.5,
-                   help="relative tolerance on measured values (FPS, U-Score), default 0.5 = ±50%%")
-    p.add_argument("--metric-tolerance", type=float, default=0.01,
-                   help="tolerance on computed metrics whose bytes differ on another platform: absolute "
-                   "on values within ±1 (IoU, Dice), relative beyond (HD95 px); default 0.01")
-    p.add_argument("--workdir", type=Path, default=None,
-                   help="where the scratch workspace goes (default: the system temp folder)")
-    p.add_argument("--keep", action="store_true", help="keep the scratch workspace (its path is printed)")
-    p.add_argument("--quiet", action="store_true", help="do not echo dvc's output")
-
-    p = sub.add_parser("publish", help="push the pipeline's outputs to a DVC remote",
-                       description="`dvc push` of every stage recorded in dvc.lock (checkpoints, "
-                       "per-image results, metrics, reports) to REMOTE (default: the default remote, "
-                       "`local`). Raw data and what is prepared from it stay out unless --with-data "
-                       "(dataset licences rarely allow redistribution).")
-    p.add_argument("-r", "--remote", default=None, help="remote name (`dvc remote list`)")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel transfers")
-    p.add_argument("--with-data", action="store_true", help="also push data.dvc and prepare_raw@* outputs")
-    return ap
+    pc.set_defaults(func=cmd_uscore_calc)
 
 
-def _datasets(args: argparse.Namespace) -> int:
-    from ubench.data import inspect
+def cmd_uscore(args: argparse.Namespace) -> int:
+    from ubench import pipeline
 
-    if args.datasets_command == "list":
-        print(inspect.datasets_table(args.modality))
-        return 0
-    if args.datasets_command == "show":
-        from ubench.data.registry import get_dataset
-        from ubench.io import json_dumps
-
-        print(json_dumps(get_dataset(args.name).to_dict()), end="")
-        return 0
-    report, ok = inspect.check_report(args.dir, args.fmt)
-    print(report)
-    return 0 if ok else 1
+    pipeline.run_uscore(_config(args))
+    print("wrote results/uscore.json, metrics/uscore.json and reports/uscore.md")
+    return 0
 
 
-def _check_names(args: argparse.Namespace) -> None:
-    """The one name rule (ubench.names) on every model and dataset argument, before any work."""
-    from ubench.names import check_name
-
-    for attr, kind in (("model", "model"), ("dataset", "dataset"), ("target", "dataset")):
-        value = getattr(args, attr, None)
-        if value is None or (args.command == "advise" and attr == "dataset"):  # advise takes a folder too
-            continue
-        check_name(kind, value, f"--{attr}" if args.command != "prepare" else "")
-    if args.command == "models" and args.models_command == "show":
-        check_name("model", args.name)
-
-
-def _uscore_calc(args: argparse.Namespace) -> int:
+def cmd_uscore_calc(args: argparse.Namespace) -> int:
     """`ubench uscore calc`: U-Bench's web calculator, with params.yaml's defaults where present."""
     from ubench.analysis import ubench_reference as ubref
     from ubench.analysis.uscore import calculator, render_calculation
@@ -316,94 +257,277 @@ def _uscore_calc(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int | None:
-    _check_names(args)
-    if args.command == "verify":
-        from ubench.verify import verify
+def _add_candidate(sub) -> None:
+    p = sub.add_parser("candidate", help="train+evaluate params.yaml candidate.model, or --report",
+                       description="With --dataset: train params.yaml's candidate.model on that prepared "
+                       "dataset (or reuse the grid's checkpoint when the model is in grid.models) and "
+                       "evaluate it on the test split; writes models/candidate/DATASET.pt, "
+                       "results/candidate/DATASET.json and results/candidate/DATASET.csv. With --report: "
+                       "compare it with leaderboard.baseline on every candidate.datasets (IoU deltas, "
+                       "paired p-values, degenerate-prediction warnings); writes metrics/candidate/DATASET.json "
+                       "(the deltas) and results/candidate_report.json (every metric and warning).")
+    p.add_argument("--dataset", help="dataset to train and evaluate the candidate on")
+    p.add_argument("--report", action="store_true",
+                   help="write metrics/candidate/ (deltas, p-values) and results/candidate_report.json")
+    _add_params(p)
+    p.set_defaults(func=cmd_candidate)
 
-        report = verify(".", args.stages, tolerance=args.tolerance, workdir=args.workdir, keep=args.keep,
-                        quiet=args.quiet, metric_tolerance=args.metric_tolerance)
-        print(report.table())
-        return 0 if report.ok else 1
-    if args.command == "publish":
-        from ubench.publish import publish
 
-        targets = publish(".", remote=args.remote, jobs=args.jobs, with_data=args.with_data)
-        print(f"published the outputs of {len(targets)} targets to {args.remote or 'the default remote'}")
-        return 0
-    if args.command == "datasets":
-        return _datasets(args)
-    if args.command == "advise":
-        from ubench.advisor.service import advise
-
-        blocks = advise(args.dataset, args.advisor, by=args.by, max_params=args.max_params,
-                        max_gflops=args.max_gflops, min_fps=args.min_fps, top=args.top)
-        for i, block in enumerate(blocks):  # printed as found: an advisor failure keeps what came before
-            print(("\n" if i else "") + block, flush=True)
-        return 0
-    if args.command == "models":
-        from ubench.io import json_dumps
-        from ubench.models import model_info
-
-        if args.models_command == "list":
-            from ubench.model_table import models_table
-
-            print(models_table(args.family, compute=args.flops, sort=args.sort, in_top10=args.in_top10))
-        else:
-            print(json_dumps({"name": args.name, **model_info(args.name).to_dict()}), end="")
-        return
-
-    if args.command == "uscore" and args.uscore_command == "calc":
-        return _uscore_calc(args)
-
+def cmd_candidate(args: argparse.Namespace) -> int:
     from ubench import pipeline
-    from ubench.config import load_config
 
-    cfg = load_config(args.params)
-    cmd = args.command
-    if cmd == "prepare":
-        out = pipeline.run_prepare(cfg, args.dataset, args.out, args.raw_root)
-        print(f"prepared {args.dataset} -> {out}")
-    elif cmd == "train":
-        best = pipeline.run_train(cfg, args.model, args.dataset)
-        print(f"{args.model} on {args.dataset}: best val IoU {best['val_iou']:.4f} at epoch {best['epoch']}")
-    elif cmd == "evaluate":
-        s = pipeline.run_evaluate(cfg, args.model, args.dataset, args.target)
-        where = f"{args.dataset} -> {args.target} (zero-shot)" if args.target else f"{args.dataset} test"
-        print(f"{args.model} on {where}: IoU {s['metrics']['iou']['mean']:.4f} over {s['n_images']} images")
-    elif cmd == "complexity":
-        c = pipeline.run_complexity(cfg, args.model)
-        print(f"{args.model}: {c['params_m']:.2f} M params, {c['gflops']:.2f} GFLOPs at {c['input_size']}²")
-    elif cmd == "speed":
-        s = pipeline.run_speed(cfg, args.model)
-        print(f"{args.model}: {s['fps']:.2f} FPS on {s['device_name']} ({s['threads']} threads)")
-    elif cmd == "leaderboard":
-        pipeline.run_leaderboard(cfg)
-        print("wrote results/leaderboard.json, metrics/leaderboard/ and reports/leaderboard.md")
-    elif cmd == "report":
-        print(f"wrote {pipeline.run_report(cfg)}")
-    elif cmd == "uscore":
-        pipeline.run_uscore(cfg)
-        print("wrote results/uscore.json, metrics/uscore.json and reports/uscore.md")
-    elif cmd == "advisor":
-        m = pipeline.run_advisor(cfg)
-        if m["trained"]:
-            k = cfg.advisor.k
-            print(f"advisor (by {m['by']}): held-out NDCG@{k} {m[f'advisor_ndcg_at_{k}']:.3f} "
-                  f"vs baseline {m[f'baseline_ndcg_at_{k}']:.3f}; wrote models/advisor.json")
-        else:
-            print(f"advisor not trained: {m['reason']}")
-    elif cmd == "candidate":
-        if args.report:
-            r = pipeline.run_candidate_report(cfg)
-            print(f"candidate {r['model']}: mean IoU {r['mean_iou']:.4f}, "
-                  f"mean ΔIoU vs {r['baseline']} {r['mean_delta_iou']:+.4f}")
-        elif args.dataset:
-            s = pipeline.run_candidate(cfg, args.dataset)
-            print(f"candidate {cfg.candidate.model} on {args.dataset}: IoU {s['metrics']['iou']['mean']:.4f}")
-        else:
-            raise UbenchError("`ubench candidate` needs --dataset NAME or --report",
-                              "see `ubench candidate --help`")
+    cfg = _config(args)
+    if args.report:
+        r = pipeline.run_candidate_report(cfg)
+        print(f"candidate {r['model']}: mean IoU {r['mean_iou']:.4f}, "
+              f"mean ΔIoU vs {r['baseline']} {r['mean_delta_iou']:+.4f}")
+    elif args.dataset:
+        s = pipeline.run_candidate(cfg, args.dataset)
+        print(f"candidate {cfg.candidate.model} on {args.dataset}: IoU {s['metrics']['iou']['mean']:.4f}")
+    else:
+        raise UbenchError("`ubench candidate` needs --dataset NAME or --report",
+                          "see `ubench candidate --help`")
+    return 0
+
+
+def _add_advisor(sub) -> None:
+    p = sub.add_parser("advisor", help="train the model advisor on the leaderboard (the `advisor` stage)",
+                       description="Train the XGBoost model advisor on every (dataset, model) result of "
+                       "the grid, after a leave-one-dataset-out evaluation against a dataset-blind "
+                       "baseline. Writes models/advisor.json (with the held-out evaluation) and "
+                       "metrics/advisor.json (its held-out scores).")
+    p.add_argument("action", choices=["train"], help="train (the only action)")
+    _add_params(p)
+    p.set_defaults(func=cmd_advisor)
+
+
+def cmd_advisor(args: argparse.Namespace) -> int:
+    from ubench import pipeline
+
+    cfg = _config(args)
+    m = pipeline.run_advisor(cfg)
+    if m["trained"]:
+        k = cfg.advisor.k
+        print(f"advisor (by {m['by']}): held-out NDCG@{k} {m[f'advisor_ndcg_at_{k}']:.3f} "
+              f"vs baseline {m[f'baseline_ndcg_at_{k}']:.3f}; wrote models/advisor.json")
+    else:
+        print(f"advisor not trained: {m['reason']}")
+    return 0
+
+
+# --- tools outside the pipeline ------------------------------------------------------------------
+
+def _add_advise(sub) -> None:
+    p = sub.add_parser("advise", help="rank models for a dataset under resource limits",
+                       description="First, where U-Bench published rankings for DATASET (or, for a "
+                       "registered dataset it did not rank, for the datasets of the same modality), "
+                       "print its top-10 by IoU and by U-Score (published, not measured here). Then "
+                       "rank the models the advisor knows for DATASET (a prepared dataset's "
+                       "name or folder; its attributes are computed if missing), keeping only those "
+                       "within the limits, with the advisor's held-out score beside the baseline's. "
+                       "The advisor is models/advisor.json: `dvc repro advisor`, or "
+                       "`dvc pull models/advisor.json` for the published one.")
+    p.add_argument("--dataset", required=True,
+                   help="dataset name (U-Bench's or registered), prepared dataset name, or a folder with manifest.json")
+    p.add_argument("--by", choices=["iou", "uscore"], default=None,
+                   help="what the advisor must rank by (checked against the model file)")
+    p.add_argument("--max-params", type=float, default=None, help="at most this many million parameters")
+    p.add_argument("--max-gflops", type=float, default=None, help="at most this many GFLOPs (256x256)")
+    p.add_argument("--min-fps", type=float, default=None, help="at least this many frames per second")
+    p.add_argument("--top", type=int, default=5, help="how many models to show (default 5)")
+    p.add_argument("--advisor", type=Path, default=Path("models/advisor.json"), help="advisor model file")
+    p.set_defaults(func=cmd_advise)
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from ubench.advisor.service import advise
+
+    blocks = advise(args.dataset, args.advisor, by=args.by, max_params=args.max_params,
+                    max_gflops=args.max_gflops, min_fps=args.min_fps, top=args.top)
+    for i, block in enumerate(blocks):  # printed as found: an advisor failure keeps what came before
+        print(("\n" if i else "") + block, flush=True)
+    return 0
+
+
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the model zoo, or show one model's record",
+                       description="`models list` prints the registered models as a table (see `ubench "
+                       "models list --help`); `models show NAME` prints one model's ModelInfo as JSON. "
+                       "Neither reads params.yaml or writes anything in the project.")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    pl = msub.add_parser(
+        "list", help="table of models",
+        description="Print every registered model with its family, year, reference params (ModelInfo), "
+        "deep supervision and how often U-Bench's published per-dataset top-10s hold it (by IoU / by "
+        "U-Score). Params and FLOPs (ptflops, 256²) are shown where cached; --flops computes the "
+        "missing ones (seconds per model) and caches them in $XDG_CACHE_HOME/ubench/"
+        "model_complexity.json (default ~/.cache/ubench/), keyed by a hash of the model's code.")
+    pl.add_argument("--family", default=None, help="cnn, transformer, mamba, rwkv or hybrid")
+    pl.add_argument("--flops", action="store_true",
+                    help="compute params and FLOPs where not cached (builds each such model once)")
+    pl.add_argument("--no-flops", action="store_true", help=argparse.SUPPRESS)  # deprecated: the default now
+    pl.add_argument("--sort", choices=["name", "top10"], default="name",
+                    help="name (default), or top10: most U-Bench top-10 places first, then name")
+    pl.add_argument("--in-top10", action="store_true",
+                    help="only models in at least one of U-Bench's published top-10s")
+    pl.set_defaults(func=cmd_models_list)
+    ps = msub.add_parser("show", help="one model's ModelInfo",
+                         description="Print NAME's registry record (family, year, paper, reference params "
+                         "and their source, accepted input sizes, deep supervision) as JSON.")
+    ps.add_argument("name")
+    ps.set_defaults(func=cmd_models_show)
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from ubench.model_table import models_table
+
+    print(models_table(args.family, compute=args.flops, sort=args.sort, in_top10=args.in_top10))
+    return 0
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    from ubench.io import json_dumps
+    from ubench.models import model_info
+
+    print(json_dumps({"name": args.name, **model_info(args.name).to_dict()}), end="")
+    return 0
+
+
+def _add_datasets(sub) -> None:
+    p = sub.add_parser("datasets", help="list the registered datasets, or check a raw download",
+                       description="`datasets list` prints the 28 U-Bench datasets (and the embedded "
+                       "synthetic ones) with modality, classes, zero-shot targets, raw format and "
+                       "licence. `datasets check DIR --format NAME` validates a raw download before "
+                       "any stage runs: every unmatched, unreadable, mis-sized or non-binary file is "
+                       "reported, and the exit status is 1 if there is any.")
+    dsub = p.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    dl = dsub.add_parser("list", help="table of datasets",
+                         description="Print the registered datasets as a Markdown table (modality, classes, "
+                         "role, zero-shot targets, raw format for `datasets check --format`, licence), and "
+                         "the `ubench` format for your own data in U-Bench's layout.")
+    dl.add_argument("--modality", default=None, help="only this modality (e.g. ultrasound)")
+    dl.set_defaults(func=cmd_datasets_list)
+    dsh = dsub.add_parser("show", help="one dataset's record (JSON)",
+                          description="Print NAME's registry record (source, licence, raw format, classes, "
+                          "zero-shot targets …) as JSON.")
+    dsh.add_argument("name")
+    dsh.set_defaults(func=cmd_datasets_show)
+    dc = dsub.add_parser("check", help="validate a raw dataset folder (exit 1 on problems)",
+                         description="Validate a raw download before any stage runs. Exit status: "
+                         "0 = clean, every image has exactly one valid mask; 1 = problems found, each "
+                         "printed with its fix; 2 = the check could not run (unknown format, missing "
+                         "folder).")
+    dc.add_argument("dir", type=Path, help="the folder as downloaded (e.g. data/raw/busi)")
+    dc.add_argument("--format", required=True, dest="fmt",
+                    help="raw format name (the `format` column of `ubench datasets list`; `ubench` "
+                    "for your own data in U-Bench's layout)")
+    dc.set_defaults(func=cmd_datasets_check)
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    from ubench.data import inspect
+
+    print(inspect.datasets_table(args.modality))
+    return 0
+
+
+def cmd_datasets_show(args: argparse.Namespace) -> int:
+    from ubench.data.registry import get_dataset
+    from ubench.io import json_dumps
+
+    print(json_dumps(get_dataset(args.name).to_dict()), end="")
+    return 0
+
+
+def cmd_datasets_check(args: argparse.Namespace) -> int:
+    from ubench.data import inspect
+
+    report, ok = inspect.check_report(args.dir, args.fmt)
+    print(report)
+    return 0 if ok else 1
+
+
+def _add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="rerun recorded stages in a scratch copy and compare with dvc.lock",
+                       description="Rerun STAGES (default: every stage in dvc.lock; a group name such "
+                       "as `train` means all of its stages) in a temporary copy of the repository that "
+                       "reads the DVC cache, each on its recorded inputs, and compare every output's "
+                       "hash with dvc.lock. The measured stages (speed@*, uscore) are compared by "
+                       "value within --tolerance and labelled with the recorded and this device. "
+                       "Prints a table; exit status 1 on any mismatch. Your workspace is not touched.")
+    p.add_argument("stages", nargs="*", help="stage or group names (default: all)")
+    p.add_argument("--tolerance", type=float, default=0.5,
+                   help="relative tolerance on measured values (FPS, U-Score), default 0.5 = ±50%%")
+    p.add_argument("--metric-tolerance", type=float, default=0.01,
+                   help="tolerance on computed metrics whose bytes differ on another platform: absolute "
+                   "on values within ±1 (IoU, Dice), relative beyond (HD95 px); default 0.01")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="where the scratch workspace goes (default: the system temp folder)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch workspace (its path is printed)")
+    p.add_argument("--quiet", action="store_true", help="do not echo dvc's output")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ubench.verify import verify
+
+    report = verify(".", args.stages, tolerance=args.tolerance, workdir=args.workdir, keep=args.keep,
+                    quiet=args.quiet, metric_tolerance=args.metric_tolerance)
+    print(report.table())
+    return 0 if report.ok else 1
+
+
+def _add_publish(sub) -> None:
+    p = sub.add_parser("publish", help="push the pipeline's outputs to a DVC remote",
+                       description="`dvc push` of every stage recorded in dvc.lock (checkpoints, "
+                       "per-image results, metrics, reports) to REMOTE (default: the default remote, "
+                       "`local`). Raw data and what is prepared from it stay out unless --with-data "
+                       "(dataset licences rarely allow redistribution).")
+    p.add_argument("-r", "--remote", default=None, help="remote name (`dvc remote list`)")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel transfers")
+    p.add_argument("--with-data", action="store_true", help="also push data.dvc and prepare_raw@* outputs")
+    p.set_defaults(func=cmd_publish)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from ubench.publish import publish
+
+    targets = publish(".", remote=args.remote, jobs=args.jobs, with_data=args.with_data)
+    print(f"published the outputs of {len(targets)} targets to {args.remote or 'the default remote'}")
+    return 0
+
+
+#: the subcommands, in the order `ubench --help` lists them
+SUBCOMMANDS = (_add_prepare, _add_train, _add_evaluate, _add_efficiency, _add_leaderboard, _add_report,
+               _add_uscore, _add_candidate, _add_advisor, _add_advise, _add_models, _add_datasets,
+               _add_verify, _add_publish)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="ubench", description="Reproducible benchmark of U-Net variants for 2D medical image "
+        "segmentation (after U-Bench, Tang et al. 2025).", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ubench import __version__
+
+    ap.add_argument("--version", action="version", version=f"ubench {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return ap
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """The one name rule (ubench.names) on every model and dataset argument, before any work."""
+    from ubench.names import check_name
+
+    for attr, kind in (("model", "model"), ("dataset", "dataset"), ("target", "dataset")):
+        value = getattr(args, attr, None)
+        if value is None or (args.command == "advise" and attr == "dataset"):  # advise takes a folder too
+            continue
+        check_name(kind, value, f"--{attr}" if args.command != "prepare" else "")
+    if args.command == "models" and args.models_command == "show":
+        check_name("model", args.name)
 
 
 # dvc exp run sets it for the stages it runs (dvc/env.py)
@@ -426,7 +550,8 @@ def _report(what: str, fix: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        status = run(args)
+        _check_names(args)
+        return args.func(args)
     except BrokenPipeError:  # `ubench datasets list | head`: the reader left; not an error
         sys.stderr.close()
         return 0
@@ -441,7 +566,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only file system …: named, never a traceback
         where = f" ({exc.filename})" if exc.filename else ""
         return _report(f"{exc.strerror or exc}{where}", "free space or fix permissions there, then rerun")
-    return status or 0
 
 
 if __name__ == "__main__":

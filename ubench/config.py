@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from ubench.errors import UbenchError, close_names, unknown_name_error
-from ubench.names import check_name
+from ubench.names import check_name, check_split
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,6 @@ class Config:
     uscore: UscoreConfig
 
 
-PROTOCOLS = ("holdout", "ubench")
-
-
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is tuple:
@@ -233,13 +230,7 @@ def _validate(cfg: Config, source: str) -> None:
             raise UbenchError(f"{source}: {what}", fix)
 
     _validate_names(cfg, source)
-    need(cfg.split.protocol in PROTOCOLS, f"`split.protocol` is {cfg.split.protocol!r}",
-         f"use one of: {', '.join(PROTOCOLS)}")
-    for key in ("val_fraction", "test_fraction"):
-        v = getattr(cfg.split, key)
-        need(0.0 < v < 1.0, f"`split.{key}` is {v}", "use a fraction strictly between 0 and 1")
-    need(cfg.split.val_fraction + cfg.split.test_fraction < 1.0,
-         "`split.val_fraction + split.test_fraction` leaves no training images", "make their sum < 1")
+    check_split(cfg.split.protocol, cfg.split.val_fraction, cfg.split.test_fraction, source=source, key="split.")
     need(cfg.synthetic.n >= 3 and cfg.synthetic.size >= 16,
          f"`synthetic.n` is {cfg.synthetic.n} and `synthetic.size` {cfg.synthetic.size}", "use n >= 3 and size >= 16")
     need(cfg.data.image_size >= 32 and cfg.data.image_size % 32 == 0,

@@ -1,5 +1,6 @@
 """One error type for every user-facing failure: it names the problem and the fix.
 
+``AnalysisInputError`` is the same for bad input to an analysis function (and a ``ValueError``).
 The CLI prints ``error: <what>`` and ``fix: <how>`` and exits 2 instead of a traceback.
 """
 
@@ -16,6 +17,11 @@ class UbenchError(Exception):
         super().__init__(what if not fix else f"{what}\n  fix: {fix}")
         self.what = what
         self.fix = fix
+
+
+class AnalysisInputError(UbenchError, ValueError):
+    """Bad input to an analysis function: a ``ValueError`` (for callers) and a ``UbenchError``
+    (so the CLI prints what went wrong and the fix instead of a traceback)."""
 
 
 def close_names(name: str, known: Iterable[str], n: int = 3) -> list[str]:

@@ -15,10 +15,10 @@ from ubench.analysis.degenerate import degeneracy
 from ubench.checkpoint import load_checkpoint
 from ubench.config import Config, as_dict
 from ubench.errors import UbenchError
+from ubench.inference import EVAL_BATCH, make_dataset, predict_scores
 from ubench.io import json_dumps, write_files_atomic
 from ubench.metrics import EMPTY_RULES, METRIC_NAMES, class_columns
 from ubench.runtime import device, make_deterministic, platform_fingerprint
-from ubench.train import EVAL_BATCH, make_dataset, predict_scores
 
 PROTOCOL_NOTES = {
     "holdout": "best epoch chosen on the validation split; reported on a separate test split",
@@ -26,7 +26,7 @@ PROTOCOL_NOTES = {
               "comparable with U-Bench's published numbers, not an unbiased estimate)",
 }
 
-# Per-image foreground fractions of prediction and mask (train.predict_scores): CSV columns that
+# Per-image foreground fractions of prediction and mask (inference.predict_scores): CSV columns that
 # ubench.analysis.degenerate reads, not metrics to average.
 PREDICTION_COLUMNS = ("pred_fg", "true_fg")
 

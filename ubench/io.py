@@ -38,22 +38,30 @@ import numpy as np
 from ubench.errors import UbenchError
 
 
-def _check_finite(obj: Any, where: str = "$") -> Any:
-    """Convert numpy scalars to Python and refuse NaN/inf anywhere in ``obj``."""
+def json_safe(obj: Any, where: str = "$") -> Any:
+    """``obj`` as plain JSON values, or an error naming the place (``$.a.b[2]``) where it is not.
+
+    The one check of everything ubench writes as JSON (``json_dumps``, ``write_json_atomic``),
+    also callable before writing: numpy scalars become Python numbers, keys strings, tuples lists.
+    NaN/inf anywhere is a ValueError and a value JSON cannot hold (an array, a Path …) a TypeError:
+    both are bugs upstream, since ``null`` is written only where the caller put ``None``.
+    """
     if isinstance(obj, dict):
-        return {str(k): _check_finite(v, f"{where}.{k}") for k, v in obj.items()}
+        return {str(k): json_safe(v, f"{where}.{k}") for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_check_finite(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return [json_safe(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         raise ValueError(f"non-finite number {obj} at {where}: metrics files hold numbers or null")
+    if obj is not None and not isinstance(obj, (str, int, float)):
+        raise TypeError(f"{type(obj).__name__} at {where} is not a plain JSON value")
     return obj
 
 
 def json_dumps(obj: Any) -> str:
-    """Stable JSON text: sorted keys, 2-space indent, trailing newline, NaN refused."""
-    return json.dumps(_check_finite(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    """Stable JSON text: sorted keys, 2-space indent, trailing newline, NaN refused (``json_safe``)."""
+    return json.dumps(json_safe(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
 # --- permissions ---------------------------------------------------------------------------------

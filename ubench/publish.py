@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from ubench.dvc_files import cache_dir, cache_object, load_lock
 from ubench.errors import UbenchError
-from ubench.verify import cache_dir, cache_object, load_lock
 
 EMPTY_DIR_OBJECT = b"[]"  # DVC's listing of an empty folder
 EMPTY_DIR_MD5 = hashlib.md5(EMPTY_DIR_OBJECT).hexdigest() + ".dir"

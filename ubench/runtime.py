@@ -23,14 +23,43 @@ def cpu_threads(requested: int = 0) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+_MALLOC_TAMED = False
+
+
+def limit_heap_fragmentation() -> None:
+    """Serve allocations of 1 MiB and more by mmap (glibc only; once per process).
+
+    Why: the torch selective scan (``ubench/models/ops/selective_scan.py``) allocates many
+    mid-sized per-step tensors with mixed lifetimes. glibc's dynamic mmap threshold moves them onto
+    the brk heap, which then fragments and never shrinks: VM-UNet at 256x256 (batch 2, forward +
+    backward) grows past 20 GB of RSS while only ~4 GB is live. A fixed threshold (what
+    MALLOC_MMAP_THRESHOLD_=1048576 would set) returns freed blocks to the OS. A process setting,
+    so it lives here and every stage sets it (``make_deterministic``), never a model op. No
+    effect on other C libraries or when the symbol is missing.
+    """
+    global _MALLOC_TAMED
+    if _MALLOC_TAMED:
+        return
+    _MALLOC_TAMED = True
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
 def make_deterministic(seed: int, threads: int = 0) -> int:
-    """Seed every RNG, force deterministic kernels, use every core; returns the thread count.
+    """Seed every RNG, force deterministic kernels, use every core, tame the heap (see
+    ``limit_heap_fragmentation``); returns the thread count.
 
     U-Bench pins torch to one thread; we use all cores. Results are bit-identical for a given
     machine and thread count (CPU reductions may differ across thread counts).
     """
     n = cpu_threads(threads)
     torch.set_num_threads(n)
+    limit_heap_fragmentation()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     _deterministic_kernels()
     if torch.backends.cudnn.is_available():

@@ -57,6 +57,7 @@ from typing import Any
 import yaml
 
 from ubench import paths
+from ubench.dvc_files import cache_dir, cache_object, load_lock
 from ubench.errors import UbenchError, unknown_name_error
 
 DEFAULT_TOLERANCE = 0.5
@@ -179,31 +180,7 @@ def platform_diff(recorded: dict, recomputed: dict) -> list[str]:
     return out
 
 
-# --- dvc.lock and the DVC cache -------------------------------------------------------------------
-
-def load_lock(root: Path) -> dict[str, dict]:
-    lock = root / "dvc.lock"
-    if not lock.exists():
-        raise UbenchError(f"no dvc.lock in {root}: nothing is recorded to verify",
-                          "run `dvc repro` first (or `git pull` the dvc.lock of a published run)")
-    data = yaml.safe_load(lock.read_text()) or {}
-    return data.get("stages") or {}
-
-
-def cache_dir(root: Path) -> Path:
-    """The repository's DVC cache folder (``cache.dir`` respected)."""
-    try:
-        from dvc.repo import Repo
-
-        with Repo(str(root)) as repo:
-            return Path(repo.cache.local_cache_dir)
-    except Exception:  # noqa: BLE001 - fall back to DVC's default location
-        return root / ".dvc" / "cache"
-
-
-def cache_object(cache: Path, md5: str) -> Path:
-    return cache / "files" / "md5" / md5[:2] / md5[2:]
-
+# --- the stages of dvc.lock to rerun (dvc.lock and the cache are read by ubench.dvc_files) --------
 
 def select_stages(lock: dict[str, dict], names: list[str]) -> list[str]:
     """Stage names from exact names or group names (``train`` = every ``train@...``)."""

@@ -7,7 +7,7 @@ files.
 
 Features (:data:`FEATURE_COLUMNS`):
 
-- numeric dataset attributes (:data:`DATASET_FEATURES`, from ``ubench.advisor.features``):
+- numeric dataset attributes (:data:`DATASET_FEATURES`, from ``ubench.data.attributes``):
   ``foreground_fraction``, ``boundary_contrast``, ``solidity``, ``isoperimetric``,
   ``objects_per_image``;
 - numeric model attributes (:data:`MODEL_FEATURES`): ``params_m``, ``gflops``, ``fps`` and
@@ -53,7 +53,6 @@ scores high does not outweigh one where every model scores low.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,11 +64,10 @@ import pandas as pd
 import xgboost as xgb
 
 from ubench.advisor.ranking_metrics import map_at_k, min_max, ndcg_at_k, predicted_order, spearman
-from ubench.analysis.stats import AnalysisInputError
-from ubench.errors import UbenchError, unknown_name_error
+from ubench.errors import AnalysisInputError, UbenchError, unknown_name_error
 from ubench.io import write_json_atomic
 
-#: numeric dataset attributes (from ``ubench.advisor.features``)
+#: numeric dataset attributes (from ``ubench.data.attributes``)
 DATASET_FEATURES = ("foreground_fraction", "boundary_contrast", "solidity", "isoperimetric",
                     "objects_per_image")
 #: numeric model attributes (complexity, speed, deep supervision as 0/1)
@@ -108,7 +106,7 @@ FORMAT_VERSION = 1
 #: the baseline's score for a model absent from every training dataset: below any mean in [0, 1]
 UNSEEN_MODEL_SCORE = -1.0
 
-_FEATURE_FIX = ("merge the dataset attributes (ubench.advisor.features) and the model attributes "
+_FEATURE_FIX = ("merge the dataset attributes (ubench.data.attributes) and the model attributes "
                 "(params_m, gflops, fps, deep_supervision, family) into the table")
 
 
@@ -444,7 +442,8 @@ def evaluate_lodo(table: pd.DataFrame, k: int = 5, seed: int = 41,
     compare each with the true scores: NDCG@k, MAP@k (relevant = true top ``relevant_top``,
     default ``k``) and Spearman (see ``ubench.advisor.ranking_metrics`` for the gain, the ties
     and when a metric is None). ``mean`` averages each metric over the held-out datasets where it
-    is defined (None if none). The result holds only plain JSON values, never NaN.
+    is defined (None if none). The result holds only plain JSON values, never NaN (undefined
+    metrics are None); ``ubench.io`` checks that when it is written.
     """
     num, cat = _check_features(numeric, categorical)
     clean = check_table(table, num, cat, min_datasets=2)
@@ -482,7 +481,7 @@ def evaluate_lodo(table: pd.DataFrame, k: int = 5, seed: int = 41,
     mean = {who: {m: _mean([per[d][who][m] for d in targets])
                   for m in ("ndcg_at_k", "map_at_k", "spearman")}
             for who in ("advisor", "baseline")}
-    result = {
+    return {
         "protocol": "leave-one-dataset-out", "k": int(k),
         "relevant_top": int(k if relevant_top is None else relevant_top),
         "seed": int(seed), "params": eff,
@@ -490,17 +489,3 @@ def evaluate_lodo(table: pd.DataFrame, k: int = 5, seed: int = 41,
         "baseline": "mean min-max normalised score over the training datasets",
         "held_out": per, "mean": {**mean, "n_held_out": len(targets)},
     }
-    _assert_finite(result)
-    return result
-
-
-def _assert_finite(obj: Any, where: str = "$") -> None:
-    """A NaN reaching the result is a bug here: fail loudly rather than write it."""
-    if isinstance(obj, dict):
-        for key, v in obj.items():
-            _assert_finite(v, f"{where}.{key}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            _assert_finite(v, f"{where}[{i}]")
-    elif isinstance(obj, float) and not math.isfinite(obj):
-        raise ValueError(f"non-finite number at {where}")

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from ubench.analysis.stats import AnalysisInputError
+from ubench.errors import AnalysisInputError
 
 
 def _pair(true_scores: Sequence[float],

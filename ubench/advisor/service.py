@@ -95,8 +95,8 @@ def dataset_features(dataset: str, prepared_root: Path = Path("data/prepared")) 
 
     A manifest without attributes (prepared by an older ubench) gets them computed from the arrays.
     """
-    from ubench.advisor.features import dataset_attributes
     from ubench.advisor.ranker import DATASET_FEATURES
+    from ubench.data.attributes import dataset_attributes
 
     folder = Path(dataset)
     if not (folder / "manifest.json").exists():

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ubench.analysis.leaderboard import significance_label
-from ubench.analysis.stats import AnalysisInputError
+from ubench.errors import AnalysisInputError
 
 VAL_IOU_TSV = Path("plots/metrics/val/iou.tsv")  # inside a dvclive folder, as train.py logs it
 

@@ -18,11 +18,15 @@ from scipy.stats import kendalltau
 
 from ubench.analysis import ubench_reference as ubref
 from ubench.analysis.degenerate import CRITERION, degeneracy, describe
-from ubench.analysis.stats import BOOTSTRAP_METHOD, AnalysisInputError, bootstrap_ci, holm, paired_test
+from ubench.analysis.stats import BOOTSTRAP_METHOD, bootstrap_ci, check_probability, holm, paired_test
+from ubench.errors import AnalysisInputError
+from ubench.io import json_safe
 
 #: columns of a per-image score table
 SCORE_COLUMNS = ("id", "iou", "dice", "se", "pc", "f1", "acc", "hd95")
-#: metrics averaged over the images where they are defined (hd95 is undefined on empty masks)
+#: metrics averaged over the images where they are finite. ``ubench.metrics`` defines each of them on
+#: every image, hd95 included (0.0 when prediction and mask are both empty, the image diagonal when
+#: exactly one is); a missing or NaN value (a table written elsewhere) is skipped, not averaged
 SECONDARY = ("dice", "se", "pc", "f1", "acc", "hd95")
 
 
@@ -177,8 +181,8 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
     ``zeroshot``: (source, target) -> model -> per-image table of the model trained on ``source``,
     evaluated on all of ``target``. Every dataset and pair must include ``baseline``.
 
-    Per dataset and model: IoU mean/std/CI, means of the other metrics (hd95 over the images where
-    it is defined, None if none), delta IoU vs the baseline, paired t-test and Wilcoxon p-values,
+    Per dataset and model: IoU mean/std/CI, means of the other metrics (over the images where they
+    are finite, None if none), delta IoU vs the baseline, paired t-test and Wilcoxon p-values,
     Cohen's d_z, Holm-adjusted t-test p across the variants, ``significant`` (p_holm < alpha) and
     rank by mean IoU. The baseline's own row has delta 0.0, no tests, significant False.
     Zero-shot rows add ``drop_vs_in_domain`` = in-domain IoU on the source minus zero-shot IoU
@@ -190,10 +194,8 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
     also gets ``published``: U-Bench's top 10 by IoU, its source and the rank agreement
     (:func:`published_block`); the synthetic datasets have none.
     """
-    if not 0.0 < alpha < 1.0:
-        raise AnalysisInputError(f"alpha must be in (0, 1), got {alpha!r}", "use e.g. 0.05")
-    if not 0.0 < confidence < 1.0:
-        raise AnalysisInputError(f"confidence must be in (0, 1), got {confidence!r}", "use e.g. 0.95")
+    check_probability("alpha", alpha, "0.05")
+    check_probability("confidence", confidence, "0.95")
     if not in_domain:
         raise AnalysisInputError("no in-domain results to rank",
                                  "run the evaluate stages for grid.models x grid.datasets first")
@@ -250,7 +252,7 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
              "confidence": float(confidence), "interval_method": BOOTSTRAP_METHOD,
              "degenerate_criterion": CRITERION, "datasets": datasets, "zeroshot": zs,
              "overall": overall, "warnings": degenerate_warnings(datasets, zs, baseline)}
-    _assert_json_safe(board)
+    json_safe(board)  # a NaN here is a bug: fail before run_leaderboard writes the plot, not after
     return board
 
 
@@ -268,23 +270,6 @@ def degenerate_warnings(datasets: Mapping[str, Mapping], zeroshot: Mapping[str, 
             out.append(f"every comparison on {where} is against a degenerate baseline ({baseline}): "
                        f"a variant that is 'better' there has beaten a model that learnt nothing")
     return out
-
-
-def _assert_json_safe(obj, where: str = "$") -> None:
-    """Fail loudly (a bug here, not the user's) if anything but plain JSON values slipped in."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if not isinstance(k, str):
-                raise TypeError(f"non-string key {k!r} at {where}")
-            _assert_json_safe(v, f"{where}.{k}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            _assert_json_safe(v, f"{where}[{i}]")
-    elif isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise ValueError(f"non-finite number at {where}")
-    elif obj is not None and not isinstance(obj, (str, bool, int)):
-        raise TypeError(f"{type(obj).__name__} at {where} is not a plain JSON value")
 
 
 # ---------------------------------------------------------------------------------------------

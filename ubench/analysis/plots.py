@@ -14,7 +14,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ubench.analysis.stats import AnalysisInputError
+from ubench.errors import AnalysisInputError
 from ubench.io import write_bytes_atomic
 
 DPI = 100

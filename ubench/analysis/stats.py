@@ -18,12 +18,18 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats as sps
 
-from ubench.errors import UbenchError
+from ubench.errors import AnalysisInputError
 
 
-class AnalysisInputError(UbenchError, ValueError):
-    """Bad input to an analysis function: a ``ValueError`` (for callers) and a ``UbenchError``
-    (so the CLI prints what went wrong and the fix instead of a traceback)."""
+def check_probability(name: str, value: float, example: str) -> None:
+    """Refuse a level (``alpha``, ``confidence``) outside the open interval (0, 1).
+
+    For API callers: the pipeline's values were already checked when params.yaml was read
+    (``ubench.config``), which names the key; this names the argument.
+    """
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (ok and 0.0 < float(value) < 1.0):
+        raise AnalysisInputError(f"{name} must be in (0, 1), got {value!r}", f"use e.g. {example}")
 
 
 def _as_finite_1d(values: Sequence[float], name: str) -> np.ndarray:
@@ -52,8 +58,7 @@ def _finite_or_none(x: float | None) -> float | None:
 def _interval_input(values: Sequence[float], confidence: float) -> tuple[np.ndarray, dict | None]:
     """Checked scores, and the answer itself where no interval is needed (one value: unknown
     spread, so no interval; zero spread: the point itself)."""
-    if not 0.0 < confidence < 1.0:
-        raise AnalysisInputError(f"confidence must be in (0, 1), got {confidence!r}", "use e.g. 0.95")
+    check_probability("confidence", confidence, "0.95")
     arr = _as_finite_1d(values, "values")
     n = int(arr.size)
     if n == 0:

@@ -38,8 +38,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 
 from ubench.analysis import ubench_reference as ubref
-from ubench.analysis.stats import AnalysisInputError
-from ubench.errors import UbenchError
+from ubench.errors import AnalysisInputError, UbenchError
 
 DEFINITION = "U-Bench"
 DEFINITION_TEXT = (

@@ -22,7 +22,63 @@ ACDC 4 and Synapse 9 count the background.
 
 from __future__ import annotations
 
-from ubench.data.registry import DatasetInfo
+from dataclasses import asdict, dataclass
+
+# The record type lives here, below ``registry.py`` (which lists this catalog and the synthetic
+# datasets), so that imports point one way: registry -> catalog.
+KINDS = ("synthetic", "raw")
+ROLES = ("in-domain", "zero-shot")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset: identity, how it is prepared, and provenance for the report.
+
+    ``num_classes`` counts model outputs: 1 = binary (one sigmoid channel); C > 1 = C softmax
+    classes including background (ACDC 4, Synapse 9). ``role``: "in-domain" datasets are trained
+    on; "zero-shot" ones are only targets of a source dataset's ``zero_shot_targets``.
+    """
+
+    name: str
+    modality: str
+    num_classes: int
+    kind: str
+    raw_format: str = ""  # converter name (kind "raw"); `ubench datasets check DIR --format NAME`
+    role: str = "in-domain"
+    zero_shot_targets: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ("foreground",)
+    source: str = ""  # the owners' page
+    licence: str = ""
+    citation: str = ""
+    title: str = ""  # the name as the paper writes it (e.g. "Kvasir-SEG")
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r} not in {KINDS}")
+        if self.role not in ROLES:
+            raise ValueError(f"role {self.role!r} not in {ROLES}")
+        if self.kind == "raw" and not self.raw_format:
+            raise ValueError(f"raw dataset {self.name!r} needs a raw_format")
+        expected = 1 if self.num_classes == 1 else self.num_classes - 1
+        if len(self.class_names) != expected:
+            raise ValueError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
+
+    @property
+    def raw_layout(self) -> str:
+        """The expected raw layout, in words (from the converter)."""
+        if self.kind != "raw":
+            return "none: generated at prepare time"
+        from ubench.data.converters import get_converter
+
+        return get_converter(self.raw_format).layout
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["zero_shot_targets"] = list(self.zero_shot_targets)
+        d["class_names"] = list(self.class_names)
+        d["raw_layout"] = self.raw_layout
+        return d
+
 
 # In the order of the project page's per-modality tables.
 MODALITIES = (

@@ -4,7 +4,7 @@ Why one canonical form: every later stage reads the same four files, whatever th
 ``images.npy`` uint8 (N,S,S,3) RGB and ``masks.npy`` uint8 (N,S,S) in {0,1} (plain .npy, so
 ``np.load(mmap_mode="r")`` works), ``splits.json`` (seeded or U-Bench's own split files) and
 ``manifest.json`` (ids, source hashes, sizes, classes, zero-shot targets and the dataset
-attributes of ``ubench.advisor.features``). Raw data is read by the dataset's converter
+attributes of ``ubench.data.attributes``). Raw data is read by the dataset's converter
 (``ubench.data.converters``), whatever the owners' format; multi-class masks hold class indices. The folder is built under a
 temporary name and swapped in only when complete (``ubench.io.atomic_dir``): a failure leaves no
 output and never half-overwrites a previous one. Preparing twice gives byte-identical files.
@@ -31,18 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from ubench.advisor.features import dataset_attributes
 from ubench.data import synthetic as synthetic_mod
+from ubench.data.attributes import dataset_attributes
 from ubench.data.converters import get_converter
 from ubench.data.converters.base import Sample, convert_folder, relative
 from ubench.data.converters.pixels import resize_image, resize_mask
 from ubench.data.registry import get_dataset
 from ubench.errors import UbenchError
 from ubench.io import atomic_dir, save_npy_atomic, sha256_file, write_json_atomic
-from ubench.names import check_name
+from ubench.names import check_name, check_split
 from ubench.output_guard import check_replaceable
 
-PROTOCOLS = ("holdout", "ubench")
 SYNTHETIC_KEYS = ("n", "seed", "size")
 
 
@@ -54,16 +53,7 @@ def _count(fraction: float, n: int) -> int:
 def _check_params(image_size: Any, protocol: str, val_fraction: float, test_fraction: float) -> None:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
         raise UbenchError(f"image_size must be an integer >= 8, got {image_size!r}", "set e.g. 256")
-    if protocol not in PROTOCOLS:
-        raise UbenchError(f"unknown split protocol {protocol!r}", f"use one of {', '.join(PROTOCOLS)}")
-    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
-            raise UbenchError(f"{key} must be in (0, 1), got {value!r}", f"set e.g. {key}=0.2")
-    if protocol == "holdout" and val_fraction + test_fraction >= 1.0:
-        raise UbenchError(
-            f"val_fraction + test_fraction = {val_fraction + test_fraction} leaves nothing to train on",
-            "keep their sum below 1 (e.g. 0.2 and 0.2)",
-        )
+    check_split(protocol, val_fraction, test_fraction)  # the rule ubench.config applies to params.yaml
 
 
 def _group_order(groups: list[str]) -> tuple[list[str], dict[str, list[int]]]:

@@ -28,7 +28,7 @@ EDGE_WIDTH_RANGE = (0.002, 0.025)  # logistic edge scale as a fraction of the si
 LOBULATED_PROB = 0.5  # else an ellipse
 
 # Profiles: the three embedded source datasets differ in exactly the attributes the model advisor
-# reads (ubench/advisor/features.py): foreground scale, boundary clarity and shape complexity.
+# reads (ubench/data/attributes.py): foreground scale, boundary clarity and shape complexity.
 #   base   (synth):        medium objects, clear boundaries, mostly convex shapes
 #   small  (synth_small):  small objects (several per image), medium clarity, lobulated shapes
 #   ragged (synth_ragged): large objects, faint blurred boundaries, deeply lobulated shapes

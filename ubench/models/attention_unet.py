@@ -24,8 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.conv_blocks import DoubleConv, PlainEncoder, UpConv
+from ubench.models.ops.conv_blocks import PlainEncoder, fuse_convs, up_convs
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (64, 128, 256, 512, 1024)
@@ -57,15 +56,14 @@ class AttentionUNet(nn.Module):
         super().__init__()
         self.encoder = PlainEncoder(in_channels, widths)
         steps = range(len(widths) - 1, 0, -1)  # deepest decoder step first
-        self.up = nn.ModuleList(UpConv(widths[i], widths[i - 1]) for i in steps)
+        self.up = up_convs(widths)
         self.gates = nn.ModuleList(
             AttentionGate(widths[i - 1], widths[i - 1], widths[i - 1] // 2) for i in steps
         )
-        self.fuse = nn.ModuleList(DoubleConv(widths[i], widths[i - 1]) for i in steps)
+        self.fuse = fuse_convs(widths)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("attention_unet", x, self.stride)
         skips = self.encoder(x)
         x = skips.pop()
         for up, gate, fuse in zip(self.up, self.gates, self.fuse):
@@ -84,11 +82,11 @@ class AttentionUNet(nn.Module):
         ref_source="U-Bench models/CNN/AttU_Net/AttU_Net.py (AttU_Net(input_channel=3, num_classes=1)), "
         "counted layer by layer",
         ref_input_size=256,
+        size_multiple=AttentionUNet.stride,
         notes="written out, not wrapped: MONAI's AttentionUnet at the paper's widths has 31.74M "
         "params (-9.0%), a single-conv decoder fuse",
     )
 )
-def attention_unet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def attention_unet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """Attention U-Net as U-Bench benchmarks it (U-Net + four additive attention gates)."""
-    reject_unknown_kwargs("attention_unet", kw)
     return AttentionUNet(in_channels=in_channels, num_classes=num_classes)

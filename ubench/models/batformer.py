@@ -39,8 +39,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.errors import UbenchError
-from ubench.models.ops.checks import reject_unknown_kwargs
 from ubench.models.registry import ModelInfo, register_model
 
 IMG_SIZE = 256
@@ -275,20 +273,7 @@ class BATFormer(nn.Module):
         self.outc3 = nn.Conv2d(HEAD_CH, num_classes, 1)
         self.out = nn.Conv2d(3 * HEAD_CH, num_classes, 1)
 
-    def _check(self, x: torch.Tensor) -> None:
-        ok = x.dim() == 4 and all(
-            s % STRIDE == 0 and MIN_SIZE <= s <= self.img_size for s in x.shape[-2:]
-        )
-        if not ok:
-            raise UbenchError(
-                f"model 'batformer' needs H and W divisible by {STRIDE}, between {MIN_SIZE} and "
-                f"{self.img_size}, got {'x'.join(map(str, x.shape[-2:]))} (shape {tuple(x.shape)})",
-                f"resize the images to {self.img_size}x{self.img_size} (the protocol's size; its "
-                "position tables are built for it)",
-            )
-
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        self._check(x)
         x1 = self.inc(x)
         skips = [x1]
         for down in self.downs:
@@ -340,7 +325,6 @@ class BATFormer(nn.Module):
         },
     )
 )
-def batformer(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def batformer(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """BATFormer as U-Bench benchmarks it (C2FTrans with CGT + BLT, quarter-width U-Net)."""
-    reject_unknown_kwargs("batformer", kw)
     return BATFormer(in_channels=in_channels, num_classes=num_classes)

@@ -28,8 +28,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.errors import UbenchError
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.resnet import ResNet34Encoder
 from ubench.models.registry import ModelInfo, register_model
 
@@ -112,12 +110,6 @@ class CENet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("cenet", x, STRIDE)
-        if min(x.shape[-2:]) < MIN_SIZE:
-            raise UbenchError(
-                f"model 'cenet' needs H and W of at least {MIN_SIZE}, got {x.shape[-2]}x{x.shape[-1]}",
-                f"use a multiple of {STRIDE} that is >= {MIN_SIZE} (the protocol uses 256x256)",
-            )
         feats = self.encoder(x)  # stem, layer1..layer4; the stem output is not a skip here
         skips = feats[1:4]
         y = self.rmp(self.dac(feats[4]))
@@ -144,7 +136,6 @@ class CENet(nn.Module):
         "192 (the RMP block's 6x6 pooling needs layer4 >= 6x6); stem honours in_channels",
     )
 )
-def cenet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def cenet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """CE-Net as U-Bench benchmarks it (ResNet-34 encoder, DAC + RMP context, untrained)."""
-    reject_unknown_kwargs("cenet", kw)
     return CENet(in_channels=in_channels, num_classes=num_classes)

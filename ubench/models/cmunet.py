@@ -20,8 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.conv_blocks import DoubleConv, PlainEncoder, UpConv
+from ubench.models.ops.conv_blocks import PlainEncoder, expand, fuse_convs, up_convs
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (64, 128, 256, 512, 1024)
@@ -66,26 +65,20 @@ class MultiScaleAttentionGate(nn.Module):
 class CMUNet(nn.Module):
     """U-Net + ConvMixer bottleneck + MSAG-gated skips."""
 
-    stride = 2 ** (len(WIDTHS) - 1)
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
         self.encoder = PlainEncoder(in_channels, widths)
         self.mixer = nn.Sequential(*(ConvMixerLayer(widths[-1]) for _ in range(MIXER_DEPTH)))
         self.gates = nn.ModuleList(MultiScaleAttentionGate(w) for w in widths[:-1])
-        rev = range(len(widths) - 1, 0, -1)
-        self.up = nn.ModuleList(UpConv(widths[i], widths[i - 1]) for i in rev)
-        self.fuse = nn.ModuleList(DoubleConv(widths[i], widths[i - 1]) for i in rev)
+        self.up = up_convs(widths)
+        self.fuse = fuse_convs(widths)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("cmunet", x, self.stride)
         feats = self.encoder(x)
         x = self.mixer(feats.pop())
         skips = [gate(f) for gate, f in zip(self.gates, feats)]
-        for up, fuse in zip(self.up, self.fuse):
-            x = fuse(torch.cat([skips.pop(), up(x)], dim=1))
-        return self.head(x)
+        return self.head(expand(x, skips, self.up, self.fuse))
 
 
 @register_model(
@@ -101,7 +94,6 @@ class CMUNet(nn.Module):
         size_multiple=16,
     )
 )
-def cmunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def cmunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """CMU-Net as U-Bench benchmarks it (7 ConvMixer layers, kernel 7)."""
-    reject_unknown_kwargs("cmunet", kw)
     return CMUNet(in_channels=in_channels, num_classes=num_classes)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.registry import ModelInfo, register_model
 
 DIMS = (16, 32, 128, 160, 256)
@@ -96,8 +95,6 @@ class DecoderStep(nn.Module):
 class CMUNeXt(nn.Module):
     """Five encoder stages (four poolings), four up-steps with skip fusion, a 1x1 head."""
 
-    stride = 16
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, dims=DIMS, depths=DEPTHS, kernels=KERNELS):
         super().__init__()
         self.stem = nn.Sequential(*conv_bn_relu(in_channels, dims[0]))
@@ -111,7 +108,6 @@ class CMUNeXt(nn.Module):
         self.head = nn.Conv2d(dims[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("cmunext", x, self.stride)
         x = self.stem(x)
         skips = []
         for i, stage in enumerate(self.encoder):
@@ -137,7 +133,6 @@ class CMUNeXt(nn.Module):
         size_multiple=16,
     )
 )
-def cmunext(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def cmunext(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """CMUNeXt (base) as U-Bench benchmarks it."""
-    reject_unknown_kwargs("cmunext", kw)
     return CMUNeXt(in_channels=in_channels, num_classes=num_classes)

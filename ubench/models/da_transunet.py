@@ -26,7 +26,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import reject_unknown_kwargs
 from ubench.models.ops.vit_hybrid import TransUNetCore
 from ubench.models.registry import ModelInfo, register_model
 
@@ -114,11 +113,9 @@ class DANetHead(nn.Module):
         "Untrained (U-Bench loads R50+ViT-B/16 weights); fixed 256x256 input",
     )
 )
-def da_transunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def da_transunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """TransUNet R50-ViT-B/16 with DANet heads on the patch embedding and the two deepest skips."""
-    reject_unknown_kwargs("da_transunet", kw)
     return TransUNetCore(
-        "da_transunet",
         in_channels=in_channels,
         num_classes=num_classes,
         img_size=IMG_SIZE,

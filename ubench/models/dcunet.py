@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
+from ubench.models.ops.conv_blocks import ResPathUNet
 from ubench.models.registry import ModelInfo, register_model
 
 BASE_WIDTHS = (32, 64, 128, 256, 512)
@@ -92,42 +92,19 @@ class ResPathUnit(nn.Module):
         return self.post(self.shortcut(x) + self.conv(x))
 
 
-class DCUNet(nn.Module):
+class DCUNet(ResPathUNet):
     """DC blocks down and up, ResPaths on the skips, transposed-conv upsampling, tanh head."""
 
-    stride = 2 ** (len(BASE_WIDTHS) - 1)
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=BASE_WIDTHS):
-        super().__init__()
-        self.pool = nn.MaxPool2d(2)
-        down, paths, prev = [], [], in_channels
-        for i, u in enumerate(widths):
-            down.append(DCBlock(prev, u))
-            prev = down[-1].out_channels
-            if i < len(widths) - 1:
-                n = RESPATH_LENGTHS[i]
-                paths.append(nn.Sequential(*(ResPathUnit(prev if k == 0 else u, u) for k in range(n))))
-        self.down = nn.ModuleList(down)
-        self.paths = nn.ModuleList(paths)
-        ups, fuses = [], []
-        for u in reversed(widths[:-1]):
-            ups.append(nn.ConvTranspose2d(prev, u, 2, stride=2))
-            fuses.append(DCBlock(2 * u, u))
-            prev = fuses[-1].out_channels
-        self.up = nn.ModuleList(ups)
-        self.fuse = nn.ModuleList(fuses)
-        self.head = conv_unit(prev, num_classes, 1, nn.Tanh())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("dcunet", x, self.stride)
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x if i == 0 else self.pool(x))
-            if i < len(self.paths):
-                skips.append(self.paths[i](x))
-        for up, fuse in zip(self.up, self.fuse):
-            x = fuse(torch.cat([up(x), skips.pop()], dim=1))
-        return self.head(x)
+        super().__init__(
+            in_channels,
+            widths,
+            block=DCBlock,
+            res_path=lambda cin, w, level: nn.Sequential(
+                *(ResPathUnit(cin if k == 0 else w, w) for k in range(RESPATH_LENGTHS[level]))
+            ),
+            head=lambda cin: conv_unit(cin, num_classes, 1, nn.Tanh()),
+        )
 
 
 @register_model(
@@ -145,7 +122,6 @@ class DCUNet(nn.Module):
         notes="head ends in BatchNorm + tanh as in U-Bench (outputs in [-1, 1])",
     )
 )
-def dcunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def dcunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """DC-UNet as U-Bench benchmarks it (nf 32, alpha 1.67, no dropout)."""
-    reject_unknown_kwargs("dcunet", kw)
     return DCUNet(in_channels=in_channels, num_classes=num_classes)

@@ -29,8 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.light_blocks import GnLevel, conv3x3, init_conv_fan_out
+from ubench.models.ops.common import init_conv_fan_out
+from ubench.models.ops.light_blocks import gn_decoder, gn_encoder
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (8, 16, 24, 32, 48, 64)
@@ -115,30 +115,12 @@ class GroupAggregationBridge(nn.Module):
 class EGEUNet(nn.Module):
     """Five encoder levels, a GHPA bottleneck, five decoder levels with mask-guided GAB skips."""
 
-    stride = 32
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
         c = widths
-        self.encoder = nn.ModuleList(
-            [
-                GnLevel(conv3x3(in_channels, c[0]), c[0], "down"),
-                GnLevel(conv3x3(c[0], c[1]), c[1], "down"),
-                GnLevel(conv3x3(c[1], c[2]), c[2], "down"),
-                GnLevel(HadamardAttention(c[2], c[3]), c[3], "down"),
-                GnLevel(HadamardAttention(c[3], c[4]), c[4], "down"),
-            ]
-        )
+        self.encoder = gn_encoder(in_channels, c, HadamardAttention)
         self.bottleneck = HadamardAttention(c[4], c[5])
-        self.decoder = nn.ModuleList(
-            [
-                GnLevel(HadamardAttention(c[5], c[4]), c[4], None),
-                GnLevel(HadamardAttention(c[4], c[3]), c[3], "up"),
-                GnLevel(HadamardAttention(c[3], c[2]), c[2], "up"),
-                GnLevel(conv3x3(c[2], c[1]), c[1], "up"),
-                GnLevel(conv3x3(c[1], c[0]), c[0], "up"),
-            ]
-        )
+        self.decoder = gn_decoder(c, HadamardAttention)
         # deepest first, like the decoder: level k works at width c[4 - k]
         self.mask_heads = nn.ModuleList(nn.Conv2d(c[4 - k], num_classes, 1) for k in range(5))
         self.bridges = nn.ModuleList(
@@ -148,7 +130,6 @@ class EGEUNet(nn.Module):
         self.apply(init_conv_fan_out)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_spatial_size("egeunet", x, self.stride)
         size = x.shape[-2:]
         skips = []
         for level in self.encoder:
@@ -182,7 +163,6 @@ class EGEUNet(nn.Module):
         "(the same model at 1 class).",
     )
 )
-def egeunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def egeunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """EGE-UNet as U-Bench benchmarks it (with its ground-truth deep supervision)."""
-    reject_unknown_kwargs("egeunet", kw)
     return EGEUNet(in_channels=in_channels, num_classes=num_classes)

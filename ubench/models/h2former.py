@@ -31,9 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import reject_unknown_kwargs
-from ubench.models.ops.hybrid_blocks import check_fixed_size, swin_stage, to_map, to_tokens
+from ubench.models.ops.common import map_to_tokens, tokens_to_map
 from ubench.models.ops.resnet import BasicBlock
+from ubench.models.ops.swin import swin_stage
 from ubench.models.registry import ModelInfo, register_model
 
 IMG_SIZE = 256
@@ -86,7 +86,7 @@ class MultiScaleEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.eca(torch.cat([p(x) for p in self.projs], dim=1))
-        return self.norm(to_tokens(x))
+        return self.norm(map_to_tokens(x))
 
 
 class MultiScaleMerge(nn.Module):
@@ -101,7 +101,7 @@ class MultiScaleMerge(nn.Module):
         self.eca = ECA()
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        y = to_map(self.norm(x), h, w)
+        y = tokens_to_map(self.norm(x), h, w)
         return self.eca(torch.cat([r(y) for r in self.reductions], dim=1))
 
 
@@ -159,21 +159,20 @@ class H2Former(nn.Module):
         self.head = nn.Conv2d(WIDTHS[0], num_classes, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_fixed_size("h2former", x, self.img_size)
         extra = self.embed(x)  # tokens for stage 1
         y = self.stem(x)
         skips = []
         for k, (res, swin) in enumerate(zip(self.res, self.swin)):
             y = res(y)
             if k == 0:
-                t = to_tokens(y) + extra
+                t = map_to_tokens(y) + extra
             else:
-                t = to_tokens(y + extra)
+                t = map_to_tokens(y + extra)
             h, w = y.shape[2], y.shape[3]
             t = swin(t)
             if k < len(self.merges):
                 extra = self.merges[k](t, h, w)
-            y = to_map(t, h, w)
+            y = tokens_to_map(t, h, w)
             skips.append(y)
         out = skips[-1]
         for dec, skip in zip(self.decoders, reversed(skips[:-1])):
@@ -196,7 +195,6 @@ class H2Former(nn.Module):
         notes="Swin window = image_size/16 and shift masks are built for 256x256",
     )
 )
-def h2former(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def h2former(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """H2Former as U-Bench benchmarks it (ResNet-34 + ECA-Swin, 256x256)."""
-    reject_unknown_kwargs("h2former", kw)
     return H2Former(in_channels=in_channels, num_classes=num_classes)

@@ -20,7 +20,7 @@ through an SS2D, interleaved channel by channel, LayerNorm. SS2D: ``ubench.model
 
 Quirk kept for parameter parity: each Local_SS2D holds a ``complex_weight`` (dim/2, h, w, 2)
 that U-Bench counts but never uses; those get no gradient and are listed in
-``extra["unused_params"]``. Initialisation as U-Bench's (see ``ops.sc_att_bridge.ultralight_init_``;
+``extra["unused_params"]``. Initialisation as U-Bench's (see ``ops.common.init_conv_fan_out``;
 it also re-initialises SS2D's Linear and conv layers). Parameters (3 in, 1 class):
 8,972,623 (``REF_PARAMS``, counted from U-Bench's files layer by layer).
 """
@@ -31,8 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.sc_att_bridge import SCAttBridge, ultralight_init_
+from ubench.models.ops.sc_att_bridge import BridgedUNet
 from ubench.models.ops.vss import SS2D
 from ubench.models.registry import ModelInfo, register_model
 
@@ -135,49 +134,11 @@ def _deep_stage(cin: int, cout: int, level: int) -> nn.Sequential:
     return nn.Sequential(*blocks, nn.Conv2d(cin, cout, 3, padding=1))
 
 
-class HVMUNet(nn.Module):
-    """Conv stages shallow, H_VSS stages deep, SC attention bridge, mirrored decoder."""
-
-    stride = 32
+class HVMUNet(BridgedUNet):
+    """Conv stages shallow (two), H_VSS stages deep, SC attention bridge, mirrored decoder."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
-        super().__init__()
-        c = widths
-        self.encoder = nn.ModuleList([
-            nn.Conv2d(in_channels, c[0], 3, padding=1),
-            nn.Conv2d(c[0], c[1], 3, padding=1),
-            _deep_stage(c[1], c[2], 0),
-            _deep_stage(c[2], c[3], 1),
-            _deep_stage(c[3], c[4], 2),
-            _deep_stage(c[4], c[5], 3),
-        ])
-        self.ebn = nn.ModuleList(nn.GroupNorm(4, c[i]) for i in range(5))
-        self.scab = SCAttBridge(c)
-        self.decoder = nn.ModuleList([
-            _deep_stage(c[5], c[4], 3),
-            _deep_stage(c[4], c[3], 2),
-            _deep_stage(c[3], c[2], 1),
-            _deep_stage(c[2], c[1], 0),
-            nn.Conv2d(c[1], c[0], 3, padding=1),
-        ])
-        self.dbn = nn.ModuleList(nn.GroupNorm(4, c[i]) for i in (4, 3, 2, 1, 0))
-        self.final = nn.Conv2d(c[0], num_classes, 1)
-        ultralight_init_(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("h_vmunet", x, self.stride)
-        skips = []
-        for enc, norm in zip(self.encoder[:5], self.ebn):
-            x = F.gelu(F.max_pool2d(norm(enc(x)), 2))
-            skips.append(x)
-        skips = self.scab(skips)
-        x = F.gelu(self.encoder[5](x))
-        x = F.gelu(self.dbn[0](self.decoder[0](x))) + skips[4]
-        for k in range(1, 5):
-            y = self.dbn[k](self.decoder[k](x))
-            y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=True)
-            x = F.gelu(y) + skips[4 - k]
-        return F.interpolate(self.final(x), scale_factor=2, mode="bilinear", align_corners=True)
+        super().__init__(in_channels, num_classes, widths, n_conv=2, deep=_deep_stage)
 
 
 def _unused_params() -> list[str]:
@@ -202,7 +163,6 @@ def _unused_params() -> list[str]:
         extra={"unused_params": _unused_params()},
     )
 )
-def h_vmunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def h_vmunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """H-vmunet as U-Bench benchmarks it (widths 8..256, orders 2-5, drop-path 0)."""
-    reject_unknown_kwargs("h_vmunet", kw)
     return HVMUNet(in_channels=in_channels, num_classes=num_classes)

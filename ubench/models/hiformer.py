@@ -37,15 +37,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import reject_unknown_kwargs
-from ubench.models.ops.hybrid_blocks import (
-    TokenMlp,
-    check_fixed_size,
-    swin_init,
-    swin_stage,
-    to_map,
-    to_tokens,
-)
+from ubench.models.ops.common import Mlp, map_to_tokens, tokens_to_map
+from ubench.models.ops.resnet import init_resnet_weights
+from ubench.models.ops.swin import swin_init, swin_stage
 from ubench.models.registry import ModelInfo, register_model
 
 IMG_SIZE = 224
@@ -107,12 +101,7 @@ class ResNet50Trunk(nn.Module):
         self.layer1 = _bottleneck_stage(64, 64, 3, 1)
         self.layer2 = _bottleneck_stage(256, 128, 4, 2)
         self.layer3 = _bottleneck_stage(512, 256, 6, 2)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self)
 
 
 # --- Swin + CNN pyramid -------------------------------------------------------------------------
@@ -159,12 +148,12 @@ class PyramidFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         f1 = self.cnn.layer1(self.cnn.stem(x))
-        t1 = to_tokens(self.proj[0](f1))
+        t1 = map_to_tokens(self.proj[0](f1))
         fine = t1 + self.swin[0](t1)
         f2 = self.cnn.layer2(f1)
-        t2 = to_tokens(self.proj[1](f2)) + self.swin[1](self.merge[0](fine))
+        t2 = map_to_tokens(self.proj[1](f2)) + self.swin[1](self.merge[0](fine))
         f3 = self.cnn.layer3(f2)
-        coarse = to_tokens(self.proj[2](f3)) + self.swin[2](self.merge[1](t2))
+        coarse = map_to_tokens(self.proj[2](f3)) + self.swin[2](self.merge[1](t2))
         return [self._with_cls(fine, self.norm_fine), self._with_cls(coarse, self.norm_coarse)]
 
 
@@ -222,7 +211,7 @@ class ViTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = ViTAttention(dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = TokenMlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
 
 def _proj(src: int, dst: int) -> nn.Sequential:
@@ -299,10 +288,9 @@ class HiFormer(nn.Module):
         self.head = nn.Conv2d(16, num_classes, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_fixed_size("hiformer", x, self.img_size)
         fine, coarse = self.encoder(x)
         s1, s2 = self.img_size // 4, self.img_size // 16
-        y = self.up_fine(to_map(fine[:, 1:], s1, s1)) + self.up_coarse(to_map(coarse[:, 1:], s2, s2))
+        y = self.up_fine(tokens_to_map(fine[:, 1:], s1, s1)) + self.up_coarse(tokens_to_map(coarse[:, 1:], s2, s2))
         return self.head(self.pred(y))
 
 
@@ -330,7 +318,6 @@ def _unused_params() -> list[str]:
         extra={"unused_params": _unused_params()},
     )
 )
-def hiformer(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def hiformer(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """HiFormer-B as U-Bench benchmarks it (224x224)."""
-    reject_unknown_kwargs("hiformer", kw)
     return HiFormer(in_channels=in_channels, num_classes=num_classes)

@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.light_blocks import GnLevel, conv3x3, init_conv_fan_out
+from ubench.models.ops.common import init_conv_fan_out
+from ubench.models.ops.light_blocks import gn_decoder, gn_encoder
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (8, 16, 24, 32, 48, 64)
@@ -145,34 +145,26 @@ class SpatialChannelBridge(nn.Module):
         return [g * u + s for g, u, s in zip(self.channel(summed), summed, spatial)]
 
 
+def _down_block(cin: int, cout: int) -> nn.Sequential:
+    """Encoder attention block: external attention, then dilated gated attention (widens)."""
+    return nn.Sequential(ExternalAttention(cin), DilatedGatedAttention(cin, cout))
+
+
+def _up_block(cin: int, cout: int) -> nn.Sequential:
+    """Decoder attention block: dilated gated attention (narrows), then external attention."""
+    return nn.Sequential(DilatedGatedAttention(cin, cout), ExternalAttention(cout))
+
+
 class MALUNet(nn.Module):
     """Five encoder levels, a bottleneck, the SC bridge on the skips, five decoder levels."""
-
-    stride = 32
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
         c = widths
-        self.encoder = nn.ModuleList(
-            [
-                GnLevel(conv3x3(in_channels, c[0]), c[0], "down"),
-                GnLevel(conv3x3(c[0], c[1]), c[1], "down"),
-                GnLevel(conv3x3(c[1], c[2]), c[2], "down"),
-                GnLevel(nn.Sequential(ExternalAttention(c[2]), DilatedGatedAttention(c[2], c[3])), c[3], "down"),
-                GnLevel(nn.Sequential(ExternalAttention(c[3]), DilatedGatedAttention(c[3], c[4])), c[4], "down"),
-            ]
-        )
-        self.bottleneck = nn.Sequential(ExternalAttention(c[4]), DilatedGatedAttention(c[4], c[5]))
+        self.encoder = gn_encoder(in_channels, c, _down_block)
+        self.bottleneck = _down_block(c[4], c[5])
         self.bridge = SpatialChannelBridge(tuple(c[:5]))
-        self.decoder = nn.ModuleList(
-            [
-                GnLevel(nn.Sequential(DilatedGatedAttention(c[5], c[4]), ExternalAttention(c[4])), c[4], None),
-                GnLevel(nn.Sequential(DilatedGatedAttention(c[4], c[3]), ExternalAttention(c[3])), c[3], "up"),
-                GnLevel(nn.Sequential(DilatedGatedAttention(c[3], c[2]), ExternalAttention(c[2])), c[2], "up"),
-                GnLevel(conv3x3(c[2], c[1]), c[1], "up"),
-                GnLevel(conv3x3(c[1], c[0]), c[0], "up"),
-            ]
-        )
+        self.decoder = gn_decoder(c, _up_block)
         self.head = nn.Conv2d(c[0], num_classes, 1)
         self.apply(init_conv_fan_out)
         for m in self.modules():
@@ -180,7 +172,6 @@ class MALUNet(nn.Module):
                 m.tie_memory_init()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("malunet", x, self.stride)
         skips = []
         for level in self.encoder:
             x = level(x)
@@ -207,7 +198,6 @@ class MALUNet(nn.Module):
         "transposes of each other (U-Bench's shared storage does not survive .to(device)).",
     )
 )
-def malunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def malunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """MALUNet as U-Bench benchmarks it."""
-    reject_unknown_kwargs("malunet", kw)
     return MALUNet(in_channels=in_channels, num_classes=num_classes)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.mamba_extra import PatchExpandX4, init_vmamba_linear
 from ubench.models.ops.vss import PatchEmbed2D, PatchExpand2D, PatchMerging2D, VSSBlock
 from ubench.models.registry import ModelInfo, register_model
@@ -45,8 +44,6 @@ def _blocks(dim: int, rates: list[float]) -> nn.Sequential:
 
 class MambaUNet(nn.Module):
     """VSS encoder, VSS decoder with patch expanding, skips fused by concat + Linear."""
-
-    stride = 4 * 2 ** (len(WIDTHS) - 1)
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS, depths=DEPTHS):
         super().__init__()
@@ -69,7 +66,6 @@ class MambaUNet(nn.Module):
         self.apply(init_vmamba_linear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("mamba_unet", x, self.stride)
         x = self.embed(x)  # (B, H/4, W/4, C) channels-last from here on
         skips = []
         for i, stage in enumerate(self.enc):
@@ -100,7 +96,6 @@ class MambaUNet(nn.Module):
         notes="U-Bench loads VMamba-S ImageNet weights into the encoder; built untrained here.",
     )
 )
-def mamba_unet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def mamba_unet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """Mamba-UNet as U-Bench benchmarks it (widths 96..768, two VSS blocks per stage)."""
-    reject_unknown_kwargs("mamba_unet", kw)
     return MambaUNet(in_channels=in_channels, num_classes=num_classes)

@@ -37,8 +37,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.errors import UbenchError
-from ubench.models.ops.checks import reject_unknown_kwargs
 from ubench.models.registry import ModelInfo, register_model
 
 IMG_SIZE = 256  # what U-Bench builds; sets the relative-position spans of the global branch
@@ -218,14 +216,6 @@ class MedT(nn.Module):
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:] if x.dim() == 4 else (None, None)
-        if x.dim() != 4 or h != w or h not in SIZES:
-            raise UbenchError(
-                f"model 'medt' accepts square inputs of {' or '.join(map(str, SIZES))} pixels, got "
-                f"{'x'.join(map(str, x.shape[-2:]))} (shape {tuple(x.shape)})",
-                "resize the images to 256x256 (U-Bench's size; its relative-position tables and "
-                "4x4 grid of 32-pixel patches are built for it)",
-            )
         x1 = self.layer1(self.stem(x))
         x2 = self.layer2(x1)
         g = up_add(self.decoder4, x2, x1)
@@ -265,7 +255,6 @@ def _unused_params() -> list[str]:
         extra={"unused_params": _unused_params()},
     )
 )
-def medt(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def medt(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """MedT as U-Bench benchmarks it (gated axial attention, LoGo, built for 256x256)."""
-    reject_unknown_kwargs("medt", kw)
     return MedT(in_channels=in_channels, num_classes=num_classes)

@@ -31,8 +31,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.hybrid_blocks import to_map, to_tokens
+from ubench.models.ops.common import OverlapPatchEmbed, map_to_tokens, tokens_to_map
+from ubench.models.ops.pvt import SRAttention
 from ubench.models.registry import ModelInfo, register_model
 
 DIMS = (64, 128, 320, 512)
@@ -42,49 +42,6 @@ DEPTHS = (2, 2, 2, 2)
 BRIDGE_LAYERS = 4
 # decoder stages, deepest first: (concatenated width / 2, output width, heads, reduction ratio)
 DECODER = ((512, 512, 8, 1), (288, 320, 5, 2), (144, 128, 2, 4), (32, 64, 1, 8))
-
-
-class OverlapPatchEmbed(nn.Module):
-    """Strided conv with overlapping windows, then LayerNorm on the tokens."""
-
-    def __init__(self, in_ch: int, dim: int, kernel: int, stride: int):
-        super().__init__()
-        self.proj = nn.Conv2d(in_ch, dim, kernel, stride, kernel // 2)
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        x = self.proj(x)
-        return self.norm(to_tokens(x)), x.shape[2], x.shape[3]
-
-
-class EfficientAttention(nn.Module):
-    """SegFormer attention: keys/values from a map shrunk by a strided conv (ratio ``sr``)."""
-
-    def __init__(self, dim: int, heads: int, sr: int):
-        super().__init__()
-        self.heads = heads
-        self.scale = (dim // heads) ** -0.5
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.sr = nn.Conv2d(dim, dim, sr, sr) if sr > 1 else None
-        self.norm = nn.LayerNorm(dim) if sr > 1 else None
-
-    def reduce(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        if self.sr is None:
-            return x
-        return self.norm(to_tokens(self.sr(to_map(x, h, w))))
-
-    def attend(self, x: torch.Tensor, kv_src: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        d = c // self.heads
-        q = self.q(x).reshape(b, n, self.heads, d).transpose(1, 2)
-        k, v = self.kv(kv_src).reshape(b, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)
-        attn = torch.softmax(q @ k.transpose(-2, -1) * self.scale, dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
-
-    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        return self.attend(x, self.reduce(x, h, w))
 
 
 class MixFFNSkip(nn.Module):
@@ -100,7 +57,7 @@ class MixFFNSkip(nn.Module):
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         y = self.fc1(x)
-        y = y + to_tokens(self.dwconv(to_map(y, h, w)))
+        y = y + map_to_tokens(self.dwconv(tokens_to_map(y, h, w)))
         return self.fc2(self.act(self.norm(y)))
 
 
@@ -110,7 +67,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, dim: int, heads: int, sr: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = EfficientAttention(dim, heads, sr)
+        self.attn = SRAttention(dim, heads, sr, pvt_order=False)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MixFFNSkip(dim, 4 * dim)
 
@@ -141,7 +98,7 @@ class MiTEncoder(nn.Module):
             t, h, w = embed(x)
             for block in blocks:
                 t = block(t, h, w)
-            x = to_map(norm(t), h, w)
+            x = tokens_to_map(norm(t), h, w)
             feats.append(x)
         return feats
 
@@ -161,7 +118,7 @@ class BridgeLayer(nn.Module):
         super().__init__()
         self.unit = unit
         self.norm1 = nn.LayerNorm(unit)
-        self.attn = EfficientAttention(unit, 1, 1)
+        self.attn = SRAttention(unit, 1, 1, pvt_order=False)
         # keys/values: every level but the deepest shrunk to the deepest grid (ratios 8, 4, 2)
         ratios = [2 ** (len(dims) - 1 - i) for i in range(len(dims) - 1)]
         self.reducers = nn.ModuleList(nn.Conv2d(d, d, r, r) for d, r in zip(dims[:-1], ratios))
@@ -174,7 +131,7 @@ class BridgeLayer(nn.Module):
         b = x.shape[0]
         reduced = [
             # the reference flattens the reduced map channel-major into 64-wide tokens
-            red(to_map(t, h, w)).reshape(b, self.unit, -1).transpose(1, 2)
+            red(tokens_to_map(t, h, w)).reshape(b, self.unit, -1).transpose(1, 2)
             for red, t, (c, h, w) in zip(self.reducers, levels, shapes)
         ]
         deepest = levels[-1].reshape(b, -1, self.unit)
@@ -205,7 +162,7 @@ class ContextBridge(nn.Module):
         x = torch.cat([f.permute(0, 2, 3, 1).reshape(b, -1, self.unit) for f in feats], dim=1)
         for layer in self.layers:
             x = layer(x, shapes)
-        return [to_map(t, h, w) for t, (c, h, w) in zip(_split_levels(x, shapes, self.unit), shapes)]
+        return [tokens_to_map(t, h, w) for t, (c, h, w) in zip(_split_levels(x, shapes, self.unit), shapes)]
 
 
 class PatchExpand(nn.Module):
@@ -244,14 +201,14 @@ class DecoderStage(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         _, _, h, w = skip.shape
-        x = self.fuse(torch.cat([x, to_tokens(skip)], dim=-1))
+        x = self.fuse(torch.cat([x, map_to_tokens(skip)], dim=-1))
         for block in self.blocks:
             x = block(x, h, w)
         x = self.up(x, h, w)
         if self.head is None:
             return x
         r = self.up.scale
-        return self.head(to_map(x, h * r, w * r))
+        return self.head(tokens_to_map(x, h * r, w * r))
 
 
 class MISSFormer(nn.Module):
@@ -267,11 +224,10 @@ class MISSFormer(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("missformer", x, 32)
         skips = self.bridge(self.encoder(x))
         deepest = skips[-1]
         # the deepest stage only expands (its fuse and blocks are unused, as in the reference)
-        out = self.decoders[0].up(to_tokens(deepest), deepest.shape[2], deepest.shape[3])
+        out = self.decoders[0].up(map_to_tokens(deepest), deepest.shape[2], deepest.shape[3])
         for stage, skip in zip(self.decoders[1:], reversed(skips[:-1])):
             out = stage(out, skip)
         return out
@@ -301,7 +257,6 @@ def _unused_params() -> list[str]:
         extra={"unused_params": _unused_params()},
     )
 )
-def missformer(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def missformer(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """MISSFormer as U-Bench benchmarks it (MiT-B1 widths, 4 bridge layers, mix_skip FFN)."""
-    reject_unknown_kwargs("missformer", kw)
     return MISSFormer(in_channels=in_channels, num_classes=num_classes)

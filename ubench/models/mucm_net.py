@@ -31,13 +31,11 @@ parameters, which never receive a gradient. The stem conv takes ``in_channels`` 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
+from ubench.models.ops.common import init_linear_conv
 from ubench.models.ops.mamba_extra import MambaMixer
 from ubench.models.registry import ModelInfo, register_model
 
@@ -125,8 +123,6 @@ class MUCMNet(nn.Module):
     # Five stride-2 token stages after the pooled stem make the bottleneck 1/64, but upsampling
     # goes to each skip's size (bilinear, same numbers as U-Bench's x2 when sizes are even), so
     # multiples of 32 work too: the last 1x1 stride-2 conv then rounds an odd side up.
-    stride = 32
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
         self.stem = nn.Conv2d(in_channels, widths[0], 3, padding=1)
@@ -144,17 +140,9 @@ class MUCMNet(nn.Module):
         """U-Bench's UCM init: trunc-normal Linear, He-normal (fan-out) convs inside blocks."""
         if isinstance(m, UCMBlock):
             for sub in m.modules():
-                if isinstance(sub, nn.Linear):
-                    nn.init.trunc_normal_(sub.weight, std=0.02)
-                    if sub.bias is not None:
-                        nn.init.zeros_(sub.bias)
-                elif isinstance(sub, nn.Conv2d):
-                    fan_out = sub.kernel_size[0] * sub.kernel_size[1] * sub.out_channels // sub.groups
-                    nn.init.normal_(sub.weight, 0.0, math.sqrt(2.0 / fan_out))
-                    nn.init.zeros_(sub.bias)
+                init_linear_conv(sub)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("mucm_net", x, self.stride)
         size = x.shape[-2:]
         x = F.relu(F.max_pool2d(self.stem_norm(self.stem(x)), 2))
         skips = [x]
@@ -184,7 +172,6 @@ class MUCMNet(nn.Module):
         "multiples of 64) lets multiples of 32 through as well.",
     )
 )
-def mucm_net(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def mucm_net(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """MUCM-Net as U-Bench benchmarks it (widths 8..64, one UCM+Mamba block per stage)."""
-    reject_unknown_kwargs("mucm_net", kw)
     return MUCMNet(in_channels=in_channels, num_classes=num_classes)

@@ -24,8 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.conv_blocks import conv_bn_relu
+from ubench.models.ops.conv_blocks import ResPathUNet, conv_bn_relu
 from ubench.models.registry import ModelInfo, register_model
 
 BASE_WIDTHS = (32, 64, 128, 256, 512)
@@ -88,41 +87,17 @@ class ResPath(nn.Sequential):
         super().__init__(*(ResPathUnit(in_ch if i == 0 else out_ch, out_ch) for i in range(length)))
 
 
-class MultiResUNet(nn.Module):
+class MultiResUNet(ResPathUNet):
     """MultiRes blocks down and up, ResPaths on the skips, transposed-conv upsampling."""
 
-    stride = 2 ** (len(BASE_WIDTHS) - 1)
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=BASE_WIDTHS):
-        super().__init__()
-        self.pool = nn.MaxPool2d(2)
-        down, paths, prev = [], [], in_channels
-        for i, w in enumerate(widths):
-            down.append(MultiResBlock(prev, w))
-            prev = down[-1].out_channels
-            if i < len(widths) - 1:
-                paths.append(ResPath(prev, w, RESPATH_LENGTHS[i]))
-        self.down = nn.ModuleList(down)
-        self.paths = nn.ModuleList(paths)
-        ups, fuses = [], []
-        for w in reversed(widths[:-1]):
-            ups.append(nn.ConvTranspose2d(prev, w, 2, stride=2))
-            fuses.append(MultiResBlock(2 * w, w))
-            prev = fuses[-1].out_channels
-        self.up = nn.ModuleList(ups)
-        self.fuse = nn.ModuleList(fuses)
-        self.head = conv_bn(prev, num_classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("multiresunet", x, self.stride)
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x if i == 0 else self.pool(x))
-            if i < len(self.paths):
-                skips.append(self.paths[i](x))
-        for up, fuse in zip(self.up, self.fuse):
-            x = fuse(torch.cat([up(x), skips.pop()], dim=1))
-        return self.head(x)
+        super().__init__(
+            in_channels,
+            widths,
+            block=MultiResBlock,
+            res_path=lambda cin, w, level: ResPath(cin, w, RESPATH_LENGTHS[level]),
+            head=lambda cin: conv_bn(cin, num_classes, 1),
+        )
 
 
 @register_model(
@@ -140,7 +115,6 @@ class MultiResUNet(nn.Module):
         notes="U-Bench port: ResPath units apply their outer BatchNorm twice; BN on the logits",
     )
 )
-def multiresunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def multiresunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """MultiResUNet as U-Bench benchmarks it (alpha 1.67, widths 32..512)."""
-    reject_unknown_kwargs("multiresunet", kw)
     return MultiResUNet(in_channels=in_channels, num_classes=num_classes)

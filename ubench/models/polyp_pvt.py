@@ -28,7 +28,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.pvt import PVTv2Encoder
 from ubench.models.registry import ModelInfo, register_model
 
@@ -155,7 +154,6 @@ class PolypPVT(nn.Module):
         self.out_cfm = nn.Conv2d(c, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_spatial_size("polyp_pvt", x, STRIDE)
         x1, x2, x3, x4 = self.backbone(x)
         x1 = self.ca(x1) * x1
         cim = self.sa(x1) * x1
@@ -182,7 +180,6 @@ class PolypPVT(nn.Module):
         "in_channels reaches the first patch embedding (U-Bench's builds it for 3).",
     )
 )
-def polyp_pvt(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def polyp_pvt(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """Polyp-PVT as U-Bench benchmarks it (PVTv2-B2, channel 32, two outputs)."""
-    reject_unknown_kwargs("polyp_pvt", kw)
     return PolypPVT(in_channels=in_channels, num_classes=num_classes)

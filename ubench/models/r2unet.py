@@ -20,8 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.conv_blocks import UpConv, conv_bn_relu
+from ubench.models.ops.conv_blocks import contract, conv_bn_relu, expand, fuse_convs, up_convs
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (64, 128, 256, 512, 1024)
@@ -59,28 +58,18 @@ class RRCNNBlock(nn.Module):
 class R2UNet(nn.Module):
     """U-Net with RRCNN blocks in place of the double convolutions, encoder and decoder alike."""
 
-    stride = 2 ** (len(WIDTHS) - 1)
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
         self.pool = nn.MaxPool2d(2, 2)
         ins = (in_channels,) + tuple(widths[:-1])
         self.down = nn.ModuleList(RRCNNBlock(i, o) for i, o in zip(ins, widths))
-        rev = range(len(widths) - 1, 0, -1)
-        self.up = nn.ModuleList(UpConv(widths[i], widths[i - 1]) for i in rev)
-        self.fuse = nn.ModuleList(RRCNNBlock(widths[i], widths[i - 1]) for i in rev)
+        self.up = up_convs(widths)
+        self.fuse = fuse_convs(widths, RRCNNBlock)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("r2unet", x, self.stride)
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x if i == 0 else self.pool(x))
-            skips.append(x)
-        x = skips.pop()
-        for up, fuse in zip(self.up, self.fuse):
-            x = fuse(torch.cat([skips.pop(), up(x)], dim=1))
-        return self.head(x)
+        skips = contract(x, self.down, self.pool)
+        return self.head(expand(skips.pop(), skips, self.up, self.fuse))
 
 
 @register_model(
@@ -98,7 +87,6 @@ class R2UNet(nn.Module):
         notes="recurrence t=2: each recurrent unit applies its shared conv three times",
     )
 )
-def r2unet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def r2unet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """R2U-Net as U-Bench benchmarks it (widths 64..1024, t = 2)."""
-    reject_unknown_kwargs("r2unet", kw)
     return R2UNet(in_channels=in_channels, num_classes=num_classes)

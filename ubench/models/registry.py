@@ -2,13 +2,18 @@
 
 Each model lives in its own module ``ubench/models/<name>.py`` (flat, as in timm: DVC stages depend
 on ``ubench/models/${model}.py``, so the file's path must follow from the name alone). The module
-defines a factory decorated with ``@register_model(ModelInfo(...))``. Modules are imported only
+defines a factory ``def <name>(num_classes: int = 1, in_channels: int = 3)`` decorated with
+``@register_model(ModelInfo(...))``, and nothing else that every model would repeat: the registry
+rejects options a factory does not take, and ``create_model`` attaches an input check built from
+the ModelInfo (``input_sizes`` / ``size_multiple``) that runs before every forward, as smp's
+``SegmentationModel`` checks the input shape once for all its models. Modules are imported only
 when a model is asked for, so one model's missing optional dependency never breaks the others.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -160,7 +165,58 @@ def model_info(name: str) -> ModelInfo:
     return _INFO[name]
 
 
+class InputCheck:
+    """Forward pre-hook: a (B, C, H, W) input of a size the model's ModelInfo accepts.
+
+    A wrong size otherwise surfaces deep inside the network as a torch.cat shape mismatch. Raises
+    ValueError (model code knows nothing of the CLI; the pipeline checks sizes before it builds a
+    model, see ``ubench/pipeline.py``). A module-level class, so a model with it still pickles.
+    """
+
+    def __init__(self, name: str, info: ModelInfo):
+        self.name, self.info = name, info
+
+    def __call__(self, module, args) -> None:
+        x = args[0] if args else None
+        if getattr(x, "dim", None) is None or x.dim() != 4:
+            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise ValueError(
+                f"model {self.name!r} expects a (B, C, H, W) tensor, got {shape}; "
+                "add the batch/channel dimensions (e.g. x[None] for a single image)"
+            )
+        h, w = x.shape[-2:]
+        sizes, m = self.info.input_sizes, self.info.size_multiple
+        if sizes is not None and not (h == w and h in sizes):
+            listed = ", ".join(map(str, sizes))
+            raise ValueError(
+                f"model {self.name!r} only takes square inputs of {listed} pixels, got {h}x{w}; "
+                f"resize the input to {self.info.ref_input_size}x{self.info.ref_input_size} "
+                "(its positional tables or windows are built for those sizes)"
+            )
+        if sizes is None and (h % m or w % m):
+            raise ValueError(
+                f"model {self.name!r} needs H and W divisible by {m}, got {h}x{w}; "
+                f"resize or pad the input to a multiple of {m} (the protocol uses 256x256)"
+            )
+
+
+def _check_options(name: str, kwargs: dict) -> None:
+    """Fail on factory options the model does not have instead of silently ignoring them."""
+    takes = [p for p in inspect.signature(_FACTORIES[name]).parameters if p not in ("num_classes", "in_channels")]
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        extra = f", {', '.join(takes)}" if takes else ""
+        raise UbenchError(
+            f"model {name!r} got unknown option(s): {', '.join(unknown)}",
+            f"{name} takes only num_classes and in_channels{extra}",
+        )
+
+
 def create_model(name: str, num_classes: int = 1, in_channels: int = 3, **kwargs) -> nn.Module:
-    """Build model ``name``; unknown names fail with the closest known names."""
+    """Build model ``name`` with its input check; unknown names fail with the closest known names,
+    unknown options with the options the model takes."""
     _load(name)
-    return _FACTORIES[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+    _check_options(name, kwargs)
+    model = _FACTORIES[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+    model.register_forward_pre_hook(InputCheck(name, _INFO[name]))
+    return model

@@ -24,7 +24,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (32, 64, 128, 256, 512)
@@ -110,8 +109,6 @@ class SkipAttention(nn.Module):
 class ResUNetPlusPlus(nn.Module):
     """Stem, three SE + strided residual steps, ASPP bridge, three attention-gated up steps, ASPP."""
 
-    stride = 8
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
         w = widths
@@ -132,7 +129,6 @@ class ResUNetPlusPlus(nn.Module):
         self.head = nn.Conv2d(w[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("resunetpp", x, 16)
         x = self.stem(x) + self.stem_skip(x)
         skips = [x]
         for se, down in zip(self.se, self.down):
@@ -161,7 +157,6 @@ class ResUNetPlusPlus(nn.Module):
         "as in U-Bench",
     )
 )
-def resunetpp(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def resunetpp(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """ResUNet++ as U-Bench benchmarks it (widths 32..512)."""
-    reject_unknown_kwargs("resunetpp", kw)
     return ResUNetPlusPlus(in_channels=in_channels, num_classes=num_classes)

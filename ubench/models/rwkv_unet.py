@@ -34,17 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.rwkv_blocks import (
-    ChannelMix,
-    DropPath,
-    LayerNorm2d,
-    SpatialMix,
-    constant_mix,
-    map_to_tokens,
-    q_shift_tokens,
-    tokens_to_map,
-)
+from ubench.models.ops.common import map_to_tokens, stochastic_depth, tokens_to_map
+from ubench.models.ops.rwkv_blocks import ChannelMix, LayerNorm2d, SpatialMix, constant_mix, q_shift_tokens
 from ubench.models.registry import ModelInfo, register_model
 
 STEM = 24
@@ -110,7 +101,7 @@ class InvertedResidualRWKV(nn.Module):
         self.se = SqueezeExcite(mid, round(mid * 1.0), act) if se else nn.Identity()
         self.project = ConvBNAct(mid, cout, 1, act=None, norm=False)
         self.residual = residual and cin == cout and stride == 1
-        self.drop_path = DropPath(drop_path)
+        self.drop_path = stochastic_depth(drop_path)
 
     def forward(self, x):
         shortcut = x
@@ -119,7 +110,7 @@ class InvertedResidualRWKV(nn.Module):
             hw = x.shape[-2:]
             t = map_to_tokens(x)
             t = t + self.drop_path(self.att_norm(self.att(t, hw)))
-            x = tokens_to_map(t, hw)
+            x = tokens_to_map(t, *hw)
         x = x + self.se(self.local(x)) if self.residual else self.se(self.local(x))
         x = self.project(x)
         return shortcut + self.drop_path(x) if self.residual else x
@@ -177,7 +168,7 @@ class CCMix(nn.Module):
         self.inp = nn.ModuleList(nn.Conv2d(d, width, 1) for d in dims)
         self.mix = ChannelMix(total, 2, q_shift_tokens, constant_mix(total, 0.5, ("k", "r")))
         self.mix_norm = nn.LayerNorm(total)
-        self.drop_path = DropPath(0.05)
+        self.drop_path = stochastic_depth(0.05)
         self.out = nn.ModuleList(nn.Conv2d(width, d, 1) for d in dims)
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -188,7 +179,7 @@ class CCMix(nn.Module):
         )
         t = map_to_tokens(x)
         t = t + self.drop_path(self.mix_norm(self.mix(t, size)))
-        parts = tokens_to_map(t, size).split(self.width, dim=1)
+        parts = tokens_to_map(t, *size).split(self.width, dim=1)
         return [
             F.interpolate(p(part), size=f.shape[-2:], mode="bilinear", align_corners=False)
             for p, part, f in zip(self.out, parts, feats)
@@ -219,7 +210,6 @@ class RWKVUNet(nn.Module):
         self.head = nn.Conv2d(STEM, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("rwkv_unet", x, STRIDE)
         e1, e2, e3, x = self.encoder(x)
         skips = self.ccm([e3, e2, e1])  # 1/8, 1/4, 1/2
         x = self.decoder[0](x)
@@ -245,7 +235,6 @@ class RWKVUNet(nn.Module):
         "left out, hence 1.4% fewer parameters than U-Bench's count",
     )
 )
-def rwkv_unet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def rwkv_unet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """RWKV-UNet (B encoder) as U-Bench benchmarks it, WKV in pure torch."""
-    reject_unknown_kwargs("rwkv_unet", kw)
     return RWKVUNet(in_channels=in_channels, num_classes=num_classes)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.mamba_extra import init_vmamba_linear
 from ubench.models.ops.vss import PatchEmbed2D, PatchMerging2D, VSSBlock
 from ubench.models.registry import ModelInfo, register_model
@@ -72,8 +71,6 @@ class VMambaEncoder(nn.Module):
 class SwinUMamba(nn.Module):
     """Conv stem + VMamba encoder, residual conv skips, transposed-conv decoder."""
 
-    stride = 4 * 2 ** (len(WIDTHS) - 1)
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1):
         super().__init__()
         from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrUpBlock
@@ -104,7 +101,6 @@ class SwinUMamba(nn.Module):
         self.head = UnetOutBlock(2, feats[0], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("swin_umamba", x, self.stride)
         stem = self.stem(x)
         stages = self.encoder(stem)
         inputs = [x, stem] + stages[:3]
@@ -130,7 +126,6 @@ class SwinUMamba(nn.Module):
         "The 3 unused deep-supervision heads (675 parameters) are left out.",
     )
 )
-def swin_umamba(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def swin_umamba(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """Swin-UMamba as U-Bench benchmarks it (VMamba-T encoder, UNETR decoder, untrained)."""
-    reject_unknown_kwargs("swin_umamba", kw)
     return SwinUMamba(in_channels=in_channels, num_classes=num_classes)

@@ -24,8 +24,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.errors import UbenchError
-from ubench.models.ops.checks import reject_unknown_kwargs
 from ubench.models.ops.swin import PatchExpand, PatchMerging, SwinStage, init_transformer_weights
 from ubench.models.registry import ModelInfo, register_model
 
@@ -72,13 +70,6 @@ class SwinUnet(nn.Module):
         self.apply(init_transformer_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or tuple(x.shape[-2:]) != (self.img_size, self.img_size):
-            raise UbenchError(
-                f"model 'swinunet' accepts {self.img_size}x{self.img_size} inputs only, got "
-                f"{'x'.join(map(str, x.shape[-2:]))} (shape {tuple(x.shape)})",
-                f"resize the images to {self.img_size}x{self.img_size} (its windows and shift "
-                "masks are built for that grid)",
-            )
         b = x.shape[0]
         x = self.embed_norm(self.embed(x).flatten(2).transpose(1, 2))
         skips = []
@@ -114,7 +105,6 @@ class SwinUnet(nn.Module):
         "official Swin-Unet config (depths 2-2-2-2).",
     )
 )
-def swinunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def swinunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """Swin-Unet as U-Bench benchmarks it (Swin-T, 224x224, window 7)."""
-    reject_unknown_kwargs("swinunet", kw)
     return SwinUnet(in_channels=in_channels, num_classes=num_classes)

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ubench.models.ops.checks import reject_unknown_kwargs
-from ubench.models.ops.monai_wrap import SizeCheckedNet, require_packages
+from ubench.models.ops.monai_wrap import MonaiNet, require_packages
 from ubench.models.registry import ModelInfo, register_model
 
 require_packages("swinunetr", "monai", "einops")
@@ -41,10 +40,9 @@ STRIDE = 32
         notes="wraps monai.networks.nets.SwinUNETR (needs monai + einops)",
     )
 )
-def swinunetr(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def swinunetr(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """MONAI's 2D Swin UNETR with U-Bench's configuration (MONAI defaults)."""
-    reject_unknown_kwargs("swinunetr", kw)
     from monai.networks.nets import SwinUNETR
 
     net = SwinUNETR(in_channels=in_channels, out_channels=num_classes, spatial_dims=2)
-    return SizeCheckedNet("swinunetr", net, multiple=STRIDE)
+    return MonaiNet(net)

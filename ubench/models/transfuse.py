@@ -35,7 +35,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.resnet import ResNet34Encoder
 from ubench.models.ops.vit_hybrid import ViTEncoder
 from ubench.models.registry import ModelInfo, register_model
@@ -173,8 +172,6 @@ def _kaiming_init(m: nn.Module) -> None:
 class TransFuseS(nn.Module):
     """Parallel ResNet-34 (no layer4) and DeiT-S branches, BiFusion at three scales, 3 heads."""
 
-    stride = 16
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, drop_rate: float = DROP_RATE):
         super().__init__()
         self.cnn = ResNet34Encoder(in_channels)
@@ -213,7 +210,6 @@ class TransFuseS(nn.Module):
         return [c0, c1, c2]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_spatial_size("transfuse", x, self.stride)
         t0, t1, t2 = self._transformer(x)
         c0, c1, c2 = self._cnn(x)
         f0 = self.fuse0(c0, t0)
@@ -243,7 +239,6 @@ class TransFuseS(nn.Module):
         "instead of U-Bench's hard-coded 16x16 (identical at 256)",
     )
 )
-def transfuse(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def transfuse(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """TransFuse-S with deep supervision, as U-Bench benchmarks it."""
-    reject_unknown_kwargs("transfuse", kw)
     return TransFuseS(in_channels=in_channels, num_classes=num_classes)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ubench.models.ops.checks import reject_unknown_kwargs
 from ubench.models.ops.vit_hybrid import TransUNetCore
 from ubench.models.registry import ModelInfo, register_model
 
@@ -41,7 +40,6 @@ IMG_SIZE = 256
         "(16x16 positional embeddings)",
     )
 )
-def transunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def transunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """R50-ViT-B/16 TransUNet at 256x256 as U-Bench benchmarks it."""
-    reject_unknown_kwargs("transunet", kw)
-    return TransUNetCore("transunet", in_channels=in_channels, num_classes=num_classes, img_size=IMG_SIZE)
+    return TransUNetCore(in_channels=in_channels, num_classes=num_classes, img_size=IMG_SIZE)

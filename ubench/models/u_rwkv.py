@@ -36,8 +36,8 @@ import math
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.rwkv_blocks import ChannelMix, SpatialMix, map_to_tokens, tokens_to_map
+from ubench.models.ops.common import map_to_tokens, tokens_to_map
+from ubench.models.ops.rwkv_blocks import ChannelMix, SpatialMix
 from ubench.models.registry import ModelInfo, register_model
 
 DIMS = (16, 32, 128, 160, 256)
@@ -54,7 +54,7 @@ def half_reversed_columns(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     h, w = hw
     mid = h // 2
     rows = torch.cat([torch.arange(mid), torch.arange(h - 1, mid - 1, -1)]).to(x.device)
-    m = tokens_to_map(x, hw)[:, :, rows, :]  # (B, C, h, w)
+    m = tokens_to_map(x, *hw)[:, :, rows, :]  # (B, C, h, w)
     return m.permute(0, 3, 2, 1).reshape(x.shape[0], h * w, x.shape[2])
 
 
@@ -82,7 +82,7 @@ def _scan(x: torch.Tensor, kind: int) -> tuple[torch.Tensor, tuple[int, int]]:
 
 
 def _unscan(t: torch.Tensor, hw: tuple[int, int], kind: int) -> torch.Tensor:
-    x = tokens_to_map(t, hw)
+    x = tokens_to_map(t, *hw)
     if kind >= 2:
         x = x.transpose(2, 3)
     if kind == 1:
@@ -117,7 +117,7 @@ class DirectionalRWKV(nn.Module):
         hw = tuple(x.shape[-2:])
         t = map_to_tokens(torch.stack(views).mean(0))
         t = t + self.ffn_scale * self.ffn(self.ffn_norm(t), hw)
-        return tokens_to_map(t, hw)
+        return tokens_to_map(t, *hw)
 
 
 class TwoPassRWKV(nn.Module):
@@ -215,7 +215,6 @@ class URWKV(nn.Module):
         self.unused_head = nn.Conv2d(dims[0], num_classes, 1)  # U-Bench's never-used ``outconv``
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("u_rwkv", x, STRIDE)
         x = self.stem(x)
         skips = []
         for i, block in enumerate(self.encoder):
@@ -252,7 +251,6 @@ def _unused_parameter_names() -> list[str]:
         extra={"unused_params": _unused_parameter_names()},
     )
 )
-def u_rwkv(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def u_rwkv(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """U-RWKV as U-Bench benchmarks it, WKV in pure torch."""
-    reject_unknown_kwargs("u_rwkv", kw)
     return URWKV(in_channels=in_channels, num_classes=num_classes)

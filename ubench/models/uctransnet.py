@@ -26,9 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import reject_unknown_kwargs
+from ubench.models.ops.common import map_to_tokens, tokens_to_map
 from ubench.models.ops.conv_blocks import conv_bn_relu
-from ubench.models.ops.hybrid_blocks import check_fixed_size, to_map, to_tokens
 from ubench.models.registry import ModelInfo, register_model
 
 IMG_SIZE = 256
@@ -57,7 +56,7 @@ class ChannelEmbedding(nn.Module):
         self.drop = nn.Dropout(0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(to_tokens(self.proj(x)) + self.pos)
+        return self.drop(map_to_tokens(self.proj(x)) + self.pos)
 
 
 class ChannelCrossAttention(nn.Module):
@@ -150,7 +149,7 @@ class ChannelTransformer(nn.Module):
         out = []
         for skip, t, norm, rebuild, p in zip(skips, tokens, self.norms, self.rebuild, self.patches):
             h, w = skip.shape[2] // p, skip.shape[3] // p
-            grid = to_map(norm(t), h, w)
+            grid = tokens_to_map(norm(t), h, w)
             out.append(skip + rebuild(F.interpolate(grid, scale_factor=p, mode="nearest")))
         return out
 
@@ -197,7 +196,6 @@ class UCTransNet(nn.Module):
         self.head = nn.Conv2d(c, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_fixed_size("uctransnet", x, IMG_SIZE)
         feats = [self.inc(x)]
         for down in self.down:
             feats.append(down(feats[-1]))
@@ -224,7 +222,6 @@ class UCTransNet(nn.Module):
         "img_size default; the paper used 224)",
     )
 )
-def uctransnet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def uctransnet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """UCTransNet as U-Bench benchmarks it (base 64, CCT 4 layers x 4 heads, 256x256)."""
-    reject_unknown_kwargs("uctransnet", kw)
     return UCTransNet(in_channels=in_channels, num_classes=num_classes)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
+from ubench.models.ops.common import map_to_tokens, tokens_to_map
 from ubench.models.ops.conv_blocks import DoubleConv, conv_bn_relu
 from ubench.models.ops.kan import KANLinear
-from ubench.models.ops.light_blocks import TokenizedUNet, init_token_weights, map_to_tokens, tokens_to_map
+from ubench.models.ops.light_blocks import TokenizedUNet, init_token_weights
 from ubench.models.registry import ModelInfo, register_model
 
 EMBED_DIMS = (256, 320, 512)
@@ -71,10 +71,6 @@ class UKAN(TokenizedUNet):
     def __init__(self, in_channels: int = 3, num_classes: int = 1):
         super().__init__(in_channels, num_classes, CONV_DIMS, TOKEN_DIMS, DoubleConv, _dec_conv, KANBlock)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("ukan", x, self.stride)
-        return super().forward(x)
-
 
 @register_model(
     ModelInfo(
@@ -91,7 +87,6 @@ class UKAN(TokenizedUNet):
         "128/160/256 one (~6.3M). KAN grids are never updated, as in U-Bench.",
     )
 )
-def ukan(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def ukan(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """U-KAN as U-Bench benchmarks it."""
-    reject_unknown_kwargs("ukan", kw)
     return UKAN(in_channels=in_channels, num_classes=num_classes)

@@ -20,7 +20,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (16, 32, 64, 128, 256, 512)
@@ -90,8 +89,6 @@ class Bottleneck(nn.Module):
 class ULite(nn.Module):
     """Stem, five encoder blocks, bottleneck, five decoder blocks, 1x1 head."""
 
-    stride = 32
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
         self.stem = nn.Conv2d(in_channels, widths[0], 7, padding=3)
@@ -102,7 +99,6 @@ class ULite(nn.Module):
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("ulite", x, self.stride)
         x = self.stem(x)
         skips = []
         for block in self.encoder:
@@ -127,7 +123,6 @@ class ULite(nn.Module):
         size_multiple=32,
     )
 )
-def ulite(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def ulite(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """U-Lite as U-Bench benchmarks it."""
-    reject_unknown_kwargs("ulite", kw)
     return ULite(in_channels=in_channels, num_classes=num_classes)

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.mamba import Mamba
-from ubench.models.ops.sc_att_bridge import SCAttBridge, ultralight_init_
+from ubench.models.ops.sc_att_bridge import BridgedUNet
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (8, 16, 24, 32, 48, 64)
@@ -51,49 +49,12 @@ class PVMLayer(nn.Module):
         return out.transpose(1, 2).reshape(b, -1, h, w)
 
 
-class UltraLightVMUNet(nn.Module):
-    """Conv stages at full resolution, PVM layers deep, SC attention bridge on the skips."""
-
-    stride = 32
+class UltraLightVMUNet(BridgedUNet):
+    """Conv stages at full resolution (three), PVM layers deep, SC attention bridge on the skips."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
-        super().__init__()
-        c = widths
-        self.encoder = nn.ModuleList([
-            nn.Conv2d(in_channels, c[0], 3, padding=1),
-            nn.Conv2d(c[0], c[1], 3, padding=1),
-            nn.Conv2d(c[1], c[2], 3, padding=1),
-            PVMLayer(c[2], c[3]),
-            PVMLayer(c[3], c[4]),
-            PVMLayer(c[4], c[5]),
-        ])
-        self.ebn = nn.ModuleList(nn.GroupNorm(4, c[i]) for i in range(5))
-        self.scab = SCAttBridge(c)
-        self.decoder = nn.ModuleList([
-            PVMLayer(c[5], c[4]),
-            PVMLayer(c[4], c[3]),
-            PVMLayer(c[3], c[2]),
-            nn.Conv2d(c[2], c[1], 3, padding=1),
-            nn.Conv2d(c[1], c[0], 3, padding=1),
-        ])
-        self.dbn = nn.ModuleList(nn.GroupNorm(4, c[i]) for i in (4, 3, 2, 1, 0))
-        self.final = nn.Conv2d(c[0], num_classes, 1)
-        ultralight_init_(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("ultralight_vm_unet", x, self.stride)
-        skips = []
-        for enc, norm in zip(self.encoder[:5], self.ebn):
-            x = F.gelu(F.max_pool2d(norm(enc(x)), 2))
-            skips.append(x)
-        skips = self.scab(skips)
-        x = F.gelu(self.encoder[5](x))
-        x = F.gelu(self.dbn[0](self.decoder[0](x))) + skips[4]
-        for k in range(1, 5):
-            y = self.dbn[k](self.decoder[k](x))
-            y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=True)
-            x = F.gelu(y) + skips[4 - k]
-        return F.interpolate(self.final(x), scale_factor=2, mode="bilinear", align_corners=True)
+        super().__init__(in_channels, num_classes, widths, n_conv=3,
+                         deep=lambda cin, cout, level: PVMLayer(cin, cout))
 
 
 @register_model(
@@ -110,7 +71,6 @@ class UltraLightVMUNet(nn.Module):
         size_multiple=32,
     )
 )
-def ultralight_vm_unet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def ultralight_vm_unet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """UltraLight VM-UNet as U-Bench benchmarks it (widths 8..64, SC attention bridge)."""
-    reject_unknown_kwargs("ultralight_vm_unet", kw)
     return UltraLightVMUNet(in_channels=in_channels, num_classes=num_classes)

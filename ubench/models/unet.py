@@ -17,8 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.conv_blocks import DoubleConv, PlainEncoder, UpConv
+from ubench.models.ops.conv_blocks import PlainEncoder, expand, fuse_convs, up_convs
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (64, 128, 256, 512, 1024)
@@ -32,19 +31,13 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
         self.encoder = PlainEncoder(in_channels, widths)
-        self.up = nn.ModuleList(UpConv(widths[i], widths[i - 1]) for i in range(len(widths) - 1, 0, -1))
-        self.fuse = nn.ModuleList(
-            DoubleConv(widths[i], widths[i - 1]) for i in range(len(widths) - 1, 0, -1)
-        )
+        self.up = up_convs(widths)
+        self.fuse = fuse_convs(widths)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("unet", x, self.stride)
         skips = self.encoder(x)
-        x = skips.pop()
-        for up, fuse in zip(self.up, self.fuse):
-            x = fuse(torch.cat([skips.pop(), up(x)], dim=1))
-        return self.head(x)
+        return self.head(expand(skips.pop(), skips, self.up, self.fuse))
 
 
 @register_model(
@@ -57,9 +50,9 @@ class UNet(nn.Module):
         ref_source="U-Bench models/CNN/U_Net/U_Net.py (U_Net(input_channel=3, num_classes=1)), "
         "counted layer by layer",
         ref_input_size=256,
+        size_multiple=UNet.stride,
     )
 )
-def unet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def unet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """U-Net as U-Bench benchmarks it (widths 64..1024, BatchNorm, upsample + conv)."""
-    reject_unknown_kwargs("unet", kw)
     return UNet(in_channels=in_channels, num_classes=num_classes)

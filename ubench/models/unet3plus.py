@@ -24,7 +24,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.conv_blocks import PlainEncoder, conv_bn_relu
 from ubench.models.registry import ModelInfo, register_model
 
@@ -69,8 +68,6 @@ class FullScaleStage(nn.Module):
 class UNet3Plus(nn.Module):
     """U-Net encoder + four full-scale decoder stages + a 3x3 logit conv."""
 
-    stride = 2 ** (len(WIDTHS) - 1)
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, widths=WIDTHS):
         super().__init__()
         self.encoder = PlainEncoder(in_channels, widths)
@@ -85,7 +82,6 @@ class UNet3Plus(nn.Module):
         self.head = nn.Conv2d(up_width, num_classes, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("unet3plus", x, self.stride)
         rows = self.encoder(x)  # rows[i] at H / 2**i, the bottleneck last
         decoded: list[torch.Tensor] = []  # decoder stages, deepest first
         for k, stage in enumerate(self.stages):
@@ -110,7 +106,6 @@ class UNet3Plus(nn.Module):
         notes="as U-Bench benchmarks it: no deep supervision, no classification-guided module",
     )
 )
-def unet3plus(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def unet3plus(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """UNet 3+ as U-Bench benchmarks it (single output, no CGM)."""
-    reject_unknown_kwargs("unet3plus", kw)
     return UNet3Plus(in_channels=in_channels, num_classes=num_classes)

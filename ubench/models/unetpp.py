@@ -25,7 +25,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.conv_blocks import conv_bn_relu
 from ubench.models.ops.resnet import ResNet34Encoder
 from ubench.models.registry import ModelInfo, register_model
@@ -49,8 +48,6 @@ class NestedNode(nn.Sequential):
 class UNetPlusPlus(nn.Module):
     """ResNet-34 encoder + nested dense skip decoder + weighted fusion of the four top outputs."""
 
-    stride = 32
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1):
         super().__init__()
         self.encoder = ResNet34Encoder(in_channels)
@@ -66,7 +63,6 @@ class UNetPlusPlus(nn.Module):
         self.mix = nn.Parameter(torch.ones(DEPTH))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("unetpp", x, self.stride)
         size = x.shape[-2:]
         feats = {(i, 0): f for i, f in enumerate(self.encoder(x))}
         for j in range(1, DEPTH + 1):  # column by column: every input of a node already exists
@@ -91,7 +87,6 @@ class UNetPlusPlus(nn.Module):
         notes="ResNet-34 encoder; four side outputs fused by learnable weights, one output",
     )
 )
-def unetpp(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def unetpp(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """UNet++ (ResNet-34 encoder, untrained) as U-Bench benchmarks it."""
-    reject_unknown_kwargs("unetpp", kw)
     return UNetPlusPlus(in_channels=in_channels, num_classes=num_classes)

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ubench.models.ops.checks import reject_unknown_kwargs
-from ubench.models.ops.monai_wrap import SizeCheckedNet, require_packages
+from ubench.models.ops.monai_wrap import MonaiNet, require_packages
 from ubench.models.registry import ModelInfo, register_model
 
 require_packages("unetr", "monai", "einops")
@@ -47,10 +46,9 @@ _UNUSED = [f"net.vit.blocks.{i}.norm_cross_attn.{p}" for i in range(DEPTH) for p
         extra={"unused_params": _UNUSED},
     )
 )
-def unetr(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def unetr(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """MONAI's 2D UNETR with U-Bench's configuration (MONAI defaults, img_size 256)."""
-    reject_unknown_kwargs("unetr", kw)
     from monai.networks.nets import UNETR
 
     net = UNETR(in_channels=in_channels, out_channels=num_classes, img_size=(IMG_SIZE, IMG_SIZE), spatial_dims=2)
-    return SizeCheckedNet("unetr", net, fixed_size=IMG_SIZE)
+    return MonaiNet(net)

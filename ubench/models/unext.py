@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.light_blocks import TokenizedUNet, init_token_weights, map_to_tokens, tokens_to_map
+from ubench.models.ops.common import map_to_tokens, tokens_to_map
+from ubench.models.ops.light_blocks import TokenizedUNet, init_token_weights
 from ubench.models.registry import ModelInfo, register_model
 
 CONV_DIMS = (16, 32, 128)
@@ -86,10 +86,6 @@ class UNeXt(TokenizedUNet):
     def __init__(self, in_channels: int = 3, num_classes: int = 1):
         super().__init__(in_channels, num_classes, CONV_DIMS, TOKEN_DIMS, _enc_conv, _dec_conv, ShiftedBlock)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("unext", x, self.stride)
-        return super().forward(x)
-
 
 @register_model(
     ModelInfo(
@@ -104,7 +100,6 @@ class UNeXt(TokenizedUNet):
         size_multiple=32,
     )
 )
-def unext(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def unext(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """UNeXt as U-Bench benchmarks it (conv 16/32/128, tokens 160/256)."""
-    reject_unknown_kwargs("unext", kw)
     return UNeXt(in_channels=in_channels, num_classes=num_classes)

@@ -25,7 +25,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.registry import ModelInfo, register_model
 
 BASE = 32
@@ -210,7 +209,6 @@ class UTNet(nn.Module):
         self.head = nn.Conv2d(c, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("utnet", x, STRIDE)
         x1 = self.inc(x)
         x2 = self.down1(x1)
         x3 = self.down2(x2)
@@ -236,7 +234,6 @@ class UTNet(nn.Module):
         "reference's tiling when 128 divides H and W and also defined for other multiples of 16",
     )
 )
-def utnet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def utnet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """UTNet as U-Bench benchmarks it (base 32, attention in stages 2-4, reduce size 8)."""
-    reject_unknown_kwargs("utnet", kw)
     return UTNet(in_channels=in_channels, num_classes=num_classes)

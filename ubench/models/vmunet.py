@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.vss import FinalPatchExpand2D, VSSEncoder, VSSStage, vmamba_init_
 from ubench.models.registry import ModelInfo, register_model
 
@@ -32,8 +31,6 @@ DROP_PATH = 0.2
 
 class VMUNet(nn.Module):
     """VSS encoder, VSS decoder with additive skips, 4x patch expansion head."""
-
-    stride = 32  # 4x patch embedding, then three 2x merges
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, dims=DIMS, depths=DEPTHS,
                  depths_decoder=DEPTHS_DECODER, drop_path_rate: float = DROP_PATH,
@@ -52,7 +49,6 @@ class VMUNet(nn.Module):
         vmamba_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("vmunet", x, self.stride)
         x, skips = self.encoder(x)
         for i, layer in enumerate(self.layers_up):
             x = layer(x if i == 0 else x + skips[-i])
@@ -76,7 +72,6 @@ class VMUNet(nn.Module):
         "weights, which are not downloaded here",
     )
 )
-def vmunet(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def vmunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """VM-UNet as U-Bench benchmarks it (depths 2-2-9-2 / 2-9-2-2, d_state 16, drop-path 0.2)."""
-    reject_unknown_kwargs("vmunet", kw)
     return VMUNet(in_channels=in_channels, num_classes=num_classes)

@@ -29,7 +29,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
 from ubench.models.ops.vss import VSSEncoder, vmamba_init_
 from ubench.models.registry import ModelInfo, register_model
 
@@ -101,8 +100,6 @@ class SDI(nn.Module):
 class VMUNetV2(nn.Module):
     """VMamba encoder, CBAM-gated 48-channel maps, SDI fusion, additive transposed-conv decoder."""
 
-    stride = 32
-
     def __init__(self, in_channels: int = 3, num_classes: int = 1, mid: int = MID):
         super().__init__()
         self.encoder = VSSEncoder(in_channels, DIMS, DEPTHS, drop_path_rate=0.2, d_state=16)
@@ -118,7 +115,6 @@ class VMUNetV2(nn.Module):
                                           output_padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("vmunet_v2", x, self.stride)
         _, skips = self.encoder(x)  # the last stage's output is unused, as in U-Bench
         feats = []
         for f, ca, sa, trans in zip(skips, self.ca, self.sa, self.trans):
@@ -169,7 +165,6 @@ _STAGE3_NAMES = [f"blocks.{i}.{n}" for i in range(DEPTHS[3]) for n in _BLOCK_NAM
         extra={"unused_params": _unused_params()},
     )
 )
-def vmunet_v2(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def vmunet_v2(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """VM-UNet v2 as U-Bench benchmarks it (mid_channel 48, d_state 16, drop-path 0.2)."""
-    reject_unknown_kwargs("vmunet_v2", kw)
     return VMUNetV2(in_channels=in_channels, num_classes=num_classes)

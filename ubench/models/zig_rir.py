@@ -32,14 +32,12 @@ parameter count matches exactly, and list them in ``ModelInfo.extra["unused_para
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_spatial_size, reject_unknown_kwargs
-from ubench.models.ops.rwkv_blocks import ChannelMix, map_to_tokens, q_shift_map, q_shift_tokens, tokens_to_map
+from ubench.models.ops.common import init_linear_conv, map_to_tokens, tokens_to_map
+from ubench.models.ops.rwkv_blocks import ChannelMix, q_shift_map, q_shift_tokens
 from ubench.models.ops.wkv import bi_wkv
 from ubench.models.registry import ModelInfo, register_model
 
@@ -92,7 +90,7 @@ class ZigzagSpatialMix(nn.Module):
         h, w = hw
         T = x.shape[1]
         first = torch.tensor(zigzag_order(h, w, *self.scheme), device=x.device)
-        x = map_to_tokens(q_shift_map(tokens_to_map(x, hw)))[:, first]
+        x = map_to_tokens(q_shift_map(tokens_to_map(x, *hw)))[:, first]
         k, v = self.key(x), self.value(x)
         gate = torch.sigmoid(self.receptance(x))
         v = bi_wkv(self.spatial_decay[0] / T, self.spatial_first[0] / T, k, v)
@@ -181,7 +179,7 @@ class MergeSentences(nn.Module):
         self.conv = nn.Conv2d(cin, cout, 3, 2, 1)
 
     def forward(self, x, hw):
-        x = self.conv(tokens_to_map(self.norm(x), hw))
+        x = self.conv(tokens_to_map(self.norm(x), *hw))
         return map_to_tokens(x), tuple(x.shape[-2:])
 
 
@@ -233,7 +231,7 @@ class RiREncoder(nn.Module):
                 blocks.append(RiRBlock(OUTER[i], inner, layer_id=j))
             self.stages.append(nn.ModuleList(blocks))
         self.up = nn.ModuleList(UpsampleBlock(d) for d in OUTER)
-        self.apply(_init)
+        self.apply(init_linear_conv)  # U-Bench's encoder init
 
     def forward(self, x) -> list[torch.Tensor]:
         words, sentences, hw = self.stem(x)
@@ -244,21 +242,8 @@ class RiREncoder(nn.Module):
                 sentences, hw = self.sentence_merges[i - 1](sentences, hw)
             for block in stage:
                 words, sentences = block(words, sentences, hw)
-            outs.append(self.up[i](tokens_to_map(sentences, hw)))
+            outs.append(self.up[i](tokens_to_map(sentences, *hw)))
         return outs  # 1/4, 1/8, 1/16, 1/32
-
-
-def _init(m: nn.Module) -> None:
-    """The encoder's init in U-Bench: truncated-normal linears, He-normal (fan-out) convs."""
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.Conv2d):
-        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-        nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
 
 
 class Decoder(nn.Module):
@@ -286,7 +271,6 @@ class ZigRiR(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_spatial_size("zig_rir", x, SIZE_MULTIPLE)
         H, W = x.shape[-2:]
         x = F.pad(x, (0, -W % STRIDE, 0, -H % STRIDE))
         t1, t2, t3, t4 = self.encoder(x)
@@ -321,7 +305,6 @@ def _unused_parameter_names() -> list[str]:
         extra={"unused_params": _unused_parameter_names()},
     )
 )
-def zig_rir(num_classes: int = 1, in_channels: int = 3, **kw) -> nn.Module:
+def zig_rir(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
     """Zig-RiR as U-Bench benchmarks it, WKV in pure torch."""
-    reject_unknown_kwargs("zig_rir", kw)
     return ZigRiR(in_channels=in_channels, num_classes=num_classes)

@@ -4,10 +4,16 @@ U-Bench builds U-Net and Attention U-Net from the same two blocks (its models/CN
 models/CNN/AttU_Net): a double 3x3 convolution (conv with bias, BatchNorm, ReLU, twice) and an
 up-step that is nearest-neighbour upsampling x2 followed by one such conv + BN + ReLU (not a
 transposed convolution). They live here so that both models share one definition.
+
+``ResPathUNet`` is the skeleton of MultiResUNet and DC-UNet (U-Bench models/CNN/MultiResUnet and
+models/CNN/DC_Unet): the same encoder/decoder, only the blocks, the ResPaths and the head differ.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 import torch.nn as nn
 
 
@@ -48,8 +54,71 @@ class PlainEncoder(nn.Module):
         self.down = nn.ModuleList(DoubleConv(i, o) for i, o in zip(ins, widths))
 
     def forward(self, x):
-        feats = []
+        return contract(x, self.down, self.pool)
+
+
+def contract(x: torch.Tensor, blocks, pool: nn.Module) -> list[torch.Tensor]:
+    """Run ``blocks`` with ``pool`` between them; every block's output, shallowest first."""
+    feats = []
+    for i, block in enumerate(blocks):
+        x = block(x if i == 0 else pool(x))
+        feats.append(x)
+    return feats
+
+
+def up_convs(widths) -> nn.ModuleList:
+    """U-Net's up-steps, deepest first: ``UpConv(widths[i], widths[i - 1])``."""
+    return nn.ModuleList(UpConv(widths[i], widths[i - 1]) for i in range(len(widths) - 1, 0, -1))
+
+
+def fuse_convs(widths, block: Callable[[int, int], nn.Module] = DoubleConv) -> nn.ModuleList:
+    """U-Net's decoder blocks, deepest first: ``block(widths[i], widths[i - 1])`` on [skip, up]."""
+    return nn.ModuleList(block(widths[i], widths[i - 1]) for i in range(len(widths) - 1, 0, -1))
+
+
+def expand(x: torch.Tensor, skips: list[torch.Tensor], ups, fuses) -> torch.Tensor:
+    """U-Net's decoder: per step, upsample, concatenate [skip, upsampled], fuse (pops ``skips``)."""
+    for up, fuse in zip(ups, fuses):
+        x = fuse(torch.cat([skips.pop(), up(x)], dim=1))
+    return x
+
+
+class ResPathUNet(nn.Module):
+    """Blocks down (2x max-pool between them) and up, ResPaths on the skips, transposed-conv x2
+    upsampling, concatenation [upsampled, skip]; MultiResUNet and DC-UNet.
+
+    ``block(in_ch, width)`` builds a block with an ``out_channels`` attribute; ``res_path(in_ch,
+    width, level)`` the ResPath of skip ``level``; ``head(in_ch)`` the output layer. Modules are
+    built in the references' order (block, then its ResPath, level by level; then up, fuse).
+    """
+
+    def __init__(self, in_channels: int, widths, block: Callable[[int, int], nn.Module],
+                 res_path: Callable[[int, int, int], nn.Module], head: Callable[[int], nn.Module]):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        down, paths, prev = [], [], in_channels
+        for i, w in enumerate(widths):
+            down.append(block(prev, w))
+            prev = down[-1].out_channels
+            if i < len(widths) - 1:
+                paths.append(res_path(prev, w, i))
+        self.down = nn.ModuleList(down)
+        self.paths = nn.ModuleList(paths)
+        ups, fuses = [], []
+        for w in reversed(widths[:-1]):
+            ups.append(nn.ConvTranspose2d(prev, w, 2, stride=2))
+            fuses.append(block(2 * w, w))
+            prev = fuses[-1].out_channels
+        self.up = nn.ModuleList(ups)
+        self.fuse = nn.ModuleList(fuses)
+        self.head = head(prev)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else self.pool(x))
-            feats.append(x)
-        return feats
+            if i < len(self.paths):
+                skips.append(self.paths[i](x))
+        for up, fuse in zip(self.up, self.fuse):
+            x = fuse(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)

@@ -17,14 +17,18 @@ followed by GroupNorm(4) and GELU, with 2x2 max-pooling on the way down and bili
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.common import init_vit_conv_weights
+from ubench.models.ops.common import (
+    OverlapPatchEmbed,
+    init_vit_conv_weights,
+    map_to_tokens,
+    tokens_to_map,
+)
 
 
 def init_token_weights(m: nn.Module) -> None:
@@ -34,31 +38,6 @@ def init_token_weights(m: nn.Module) -> None:
     std sqrt(2 / fan_out), fan_out counted per group, zero bias. Use with ``module.apply``.
     """
     init_vit_conv_weights(m)
-
-
-def tokens_to_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, H*W, C) tokens -> (B, C, H, W) feature map."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
-
-
-def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) feature map -> (B, H*W, C) tokens."""
-    return x.flatten(2).transpose(1, 2)
-
-
-class OverlapPatchEmbed(nn.Module):
-    """3x3 stride-2 convolution into tokens, then LayerNorm: halves the resolution."""
-
-    def __init__(self, in_ch: int, dim: int):
-        super().__init__()
-        self.proj = nn.Conv2d(in_ch, dim, 3, stride=2, padding=1)
-        self.norm = nn.LayerNorm(dim)
-        self.apply(init_token_weights)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        x = self.proj(x)
-        h, w = x.shape[-2:]
-        return self.norm(map_to_tokens(x)), h, w
 
 
 class TokenRefine(nn.Module):
@@ -80,7 +59,8 @@ class TokenStage(nn.Module):
 
     def __init__(self, in_ch: int, dim: int, block: nn.Module):
         super().__init__()
-        self.embed = OverlapPatchEmbed(in_ch, dim)
+        self.embed = OverlapPatchEmbed(in_ch, dim, kernel=3, stride=2)
+        self.embed.apply(init_token_weights)  # both references initialise it as it is built
         self.block = block
         self.norm = nn.LayerNorm(dim)
 
@@ -120,8 +100,6 @@ class TokenizedUNet(nn.Module):
     called as ``block(tokens, H, W)``. The decoder widths mirror the encoder: t2 -> t1 -> c3 -> c2
     -> c1 -> c1, adding skips t1, c3, c2, c1 after the first four steps.
     """
-
-    stride = 32
 
     def __init__(
         self,
@@ -165,26 +143,6 @@ class TokenizedUNet(nn.Module):
         return self.head(x)
 
 
-def init_conv_fan_out(m: nn.Module) -> None:
-    """MALUNet / EGE-UNet init; use with ``module.apply``.
-
-    Linear: truncated normal (std 0.02), zero bias; Conv2d: normal with std sqrt(2 / fan_out),
-    fan_out per group, zero bias; Conv1d: normal with std sqrt(2 / (k * out_channels)) (groups not
-    counted, bias left at torch's default), as in both references.
-    """
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.Conv1d):
-        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / (m.kernel_size[0] * m.out_channels)))
-    elif isinstance(m, nn.Conv2d):
-        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-
-
 def conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
     """Plain 3x3 convolution with bias, 'same' padding (the shallow levels of MALUNet/EGE-UNet)."""
     return nn.Conv2d(in_ch, out_ch, 3, padding=1)
@@ -211,3 +169,22 @@ class GnLevel(nn.Module):
         elif self.resample == "up":
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
         return F.gelu(x)
+
+
+def gn_encoder(in_channels: int, c, attention: Callable[[int, int], nn.Module]) -> nn.ModuleList:
+    """The five MALUNet/EGE-UNet encoder levels (each pooled): 3x3 convs at the three shallow
+    widths, ``attention(in, out)`` blocks at the two deep ones; ``c`` the six widths."""
+    ins = (in_channels, c[0], c[1], c[2], c[3])
+    return nn.ModuleList(
+        GnLevel(conv3x3(ins[i], c[i]) if i < 3 else attention(ins[i], c[i]), c[i], "down") for i in range(5)
+    )
+
+
+def gn_decoder(c, attention: Callable[[int, int], nn.Module]) -> nn.ModuleList:
+    """The five MALUNet/EGE-UNet decoder levels, deepest first: ``attention(in, out)`` blocks at
+    the three deep widths (the first without upsampling), 3x3 convs at the two shallow ones."""
+    pairs = ((c[5], c[4]), (c[4], c[3]), (c[3], c[2]), (c[2], c[1]), (c[1], c[0]))
+    return nn.ModuleList(
+        GnLevel(attention(i, o) if k < 3 else conv3x3(i, o), o, None if k == 0 else "up")
+        for k, (i, o) in enumerate(pairs)
+    )

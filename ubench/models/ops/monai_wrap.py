@@ -13,9 +13,6 @@ from importlib.util import find_spec
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.checks import check_spatial_size
-from ubench.models.ops.vit_hybrid import check_fixed_size
-
 
 def require_packages(model: str, *packages: str) -> None:
     """Raise ImportError naming every missing package (without importing any of them)."""
@@ -27,19 +24,14 @@ def require_packages(model: str, *packages: str) -> None:
         )
 
 
-class SizeCheckedNet(nn.Module):
-    """Run ``net`` after checking the input size, so a bad size is a UbenchError, not a MONAI one.
+class MonaiNet(nn.Module):
+    """A MONAI network held as ``net``: its parameters keep the ``net.`` prefix that ubench's
+    checkpoints (and the ``unused_params`` lists) have always used. The input size is checked by
+    the registry, as for every model."""
 
-    ``fixed_size`` (square inputs of exactly that size) or ``multiple`` (H, W divisible by it).
-    """
-
-    def __init__(self, name: str, net: nn.Module, fixed_size: int | None = None, multiple: int = 32):
+    def __init__(self, net: nn.Module):
         super().__init__()
-        self.name, self.net, self.fixed_size, self.multiple = name, net, fixed_size, multiple
+        self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fixed_size is not None:
-            check_fixed_size(self.name, x, self.fixed_size)
-        else:
-            check_spatial_size(self.name, x, self.multiple)
         return self.net(x)

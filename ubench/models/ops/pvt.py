@@ -18,8 +18,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.common import init_vit_conv_weights
-from ubench.models.ops.swin import DropPath
+from ubench.models.ops.common import OverlapPatchEmbed, init_vit_conv_weights, map_to_tokens, stochastic_depth, tokens_to_map
 
 
 @dataclass(frozen=True)
@@ -41,46 +40,45 @@ def init_pvt_weights(m: nn.Module) -> None:
     init_vit_conv_weights(m)
 
 
-class OverlapPatchEmbed(nn.Module):
-    """Strided conv with overlapping windows, flattened to tokens and LayerNorm'd."""
-
-    def __init__(self, in_ch: int, dim: int, kernel: int, stride: int):
-        super().__init__()
-        self.proj = nn.Conv2d(in_ch, dim, kernel, stride=stride, padding=kernel // 2)
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor):
-        x = self.proj(x)
-        h, w = x.shape[-2:]
-        return self.norm(x.flatten(2).transpose(1, 2)), h, w
-
-
 class SRAttention(nn.Module):
-    """Multi-head attention whose keys and values come from a map reduced ``sr`` times."""
+    """Multi-head attention whose keys and values come from a map reduced ``sr`` times (a strided
+    conv + LayerNorm): PVT-v2's and SegFormer's "efficient" attention, also MISSFormer's.
 
-    def __init__(self, dim: int, heads: int, sr: int):
+    The two reference codes round differently, and both are kept bit for bit: PVT-v2 scales the
+    queries before ``q @ k^T`` and uses LayerNorm eps 1e-6 (``pvt_order=True``); SegFormer /
+    MISSFormer scale the product and use eps 1e-5. ``attend`` takes the key/value source
+    explicitly (MISSFormer's bridge attends to tokens of several levels).
+    """
+
+    def __init__(self, dim: int, heads: int, sr: int, pvt_order: bool = True):
         super().__init__()
         self.heads = heads
         self.scale = (dim // heads) ** -0.5
+        self.pvt_order = pvt_order
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.sr_ratio = sr
-        if sr > 1:
-            self.sr = nn.Conv2d(dim, dim, sr, stride=sr)
-            self.norm = _BlockNorm(dim)
+        self.sr = nn.Conv2d(dim, dim, sr, stride=sr) if sr > 1 else None
+        self.norm = (_BlockNorm(dim) if pvt_order else nn.LayerNorm(dim)) if sr > 1 else None
 
-    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def reduce(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        if self.sr is None:
+            return x
+        return self.norm(map_to_tokens(self.sr(tokens_to_map(x, h, w))))
+
+    def attend(self, x: torch.Tensor, kv_src: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         d = c // self.heads
-        q = self.q(x).view(b, n, self.heads, d).transpose(1, 2)
-        src = x
-        if self.sr_ratio > 1:
-            src = self.sr(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
-            src = self.norm(src)
-        k, v = self.kv(src).view(b, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)
-        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        q = self.q(x).reshape(b, n, self.heads, d).transpose(1, 2)
+        k, v = self.kv(kv_src).reshape(b, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)
+        if self.pvt_order:
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        else:
+            attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        return self.attend(x, self.reduce(x, h, w))
 
 
 class ConvMlp(nn.Module):
@@ -109,7 +107,7 @@ class PVTBlock(nn.Module):
         self.attn = SRAttention(dim, heads, sr)
         self.norm2 = _BlockNorm(dim)
         self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path)
+        self.drop_path = stochastic_depth(drop_path)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), h, w))

@@ -17,6 +17,16 @@ RESNET34_DEPTHS = (3, 4, 6, 3)
 RESNET_WIDTHS = (64, 128, 256, 512)
 
 
+def init_resnet_weights(module: nn.Module) -> None:
+    """torchvision's ResNet init: He-normal (fan-out) convs, BatchNorm weight 1 and bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv + BN with an identity (or 1x1 projection) shortcut, ReLU after the sum."""
 
@@ -67,15 +77,7 @@ class ResNet34Encoder(nn.Module):
             stages.append(_stage(prev, width, depth, stride=1 if i == 0 else 2))
             prev = width
         self.layers = nn.ModuleList(stages)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.common import DropPath  # noqa: F401  (re-exported)
+from ubench.models.ops.common import map_to_tokens, tokens_to_map
 from ubench.models.ops.wkv import bi_wkv
 
 ShiftFn = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
@@ -39,19 +39,9 @@ def q_shift_map(x: torch.Tensor, shift: int = 1, gamma: float = 0.25) -> torch.T
     return out
 
 
-def tokens_to_map(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """(B, H*W, C) row-major tokens -> (B, C, H, W)."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hw[0], hw[1])
-
-
-def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, H*W, C) row-major tokens."""
-    return x.flatten(2).transpose(1, 2)
-
-
 def q_shift_tokens(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """``q_shift_map`` for tokens."""
-    return map_to_tokens(q_shift_map(tokens_to_map(x, hw)))
+    return map_to_tokens(q_shift_map(tokens_to_map(x, *hw)))
 
 
 class LayerNorm2d(nn.LayerNorm):

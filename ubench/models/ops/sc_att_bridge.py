@@ -1,16 +1,21 @@
-"""Spatial-channel attention bridge and init shared by UltraLight VM-UNet and H-vmunet.
+"""Spatial-channel attention bridge, init and U-Net skeleton shared by UltraLight VM-UNet and
+H-vmunet.
 
 Why: both models (U-Bench models/Mamba/UltraLight_VM_UNet and models/Mamba/H_vmunet, same
-code in each) gate their five skip connections with the same SC_Att_Bridge (split_att='fc') and
+code in each) gate their five skip connections with the same SC_Att_Bridge (split_att='fc'),
+run the same six-level encoder/decoder around them (``BridgedUNet``: only the stages differ) and
 initialise weights the same way; written once here from those facts.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from ubench.models.ops.common import init_conv_fan_out
 
 
 class ChannelAttBridge(nn.Module):
@@ -55,17 +60,46 @@ class SCAttBridge(nn.Module):
         return [c * s + g for c, s, g in zip(self.catt(summed), summed, gated)]
 
 
-def ultralight_init_(module: nn.Module) -> None:
-    """UltraLight VM-UNet's init (also H-vmunet's): trunc-normal Linear, He fan-out convs."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Conv1d):
-            nn.init.normal_(m.weight, 0, math.sqrt(2.0 / (m.kernel_size[0] * m.out_channels)))
-        elif isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-            nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+class BridgedUNet(nn.Module):
+    """Six encoder stages and five decoder stages around an SC attention bridge.
+
+    The first ``n_conv`` encoder stages (and their mirrors, the last decoder stages) are 3x3
+    convs; the deeper ones are ``deep(in_ch, out_ch, level)`` with ``level`` counted from the
+    shallowest deep stage (PVM layers in UltraLight VM-UNet, H_VSS stages in H-vmunet). Stages are
+    built in the references' order (encoder, bridge, decoder), so every weight is drawn as there.
+    After each of the first five encoder stages: GroupNorm(4), 2x max-pool, GELU (the pooled maps
+    are the skips, gated by the bridge); the decoder adds them back after GroupNorm, bilinear x2
+    (align_corners=True) and GELU; a 1x1 conv and a last x2 upsampling give the logits. Total
+    stride 32.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, widths, n_conv: int,
+                 deep: Callable[[int, int, int], nn.Module]):
+        super().__init__()
+        c = widths
+        ins = (in_channels,) + tuple(c[:5])
+
+        def stage(cin: int, cout: int, k: int) -> nn.Module:  # k: encoder index of this width step
+            return nn.Conv2d(cin, cout, 3, padding=1) if k < n_conv else deep(cin, cout, k - n_conv)
+
+        self.encoder = nn.ModuleList(stage(ins[k], c[k], k) for k in range(6))
+        self.ebn = nn.ModuleList(nn.GroupNorm(4, c[i]) for i in range(5))
+        self.scab = SCAttBridge(c)
+        self.decoder = nn.ModuleList(stage(c[k], c[k - 1], k) for k in range(5, 0, -1))
+        self.dbn = nn.ModuleList(nn.GroupNorm(4, c[i]) for i in (4, 3, 2, 1, 0))
+        self.final = nn.Conv2d(c[0], num_classes, 1)
+        self.apply(init_conv_fan_out)  # the references' init (Linear, Conv1d, Conv2d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for enc, norm in zip(self.encoder[:5], self.ebn):
+            x = F.gelu(F.max_pool2d(norm(enc(x)), 2))
+            skips.append(x)
+        skips = self.scab(skips)
+        x = F.gelu(self.encoder[5](x))
+        x = F.gelu(self.dbn[0](self.decoder[0](x))) + skips[4]
+        for k in range(1, 5):
+            y = self.dbn[k](self.decoder[k](x))
+            y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=True)
+            x = F.gelu(y) + skips[4 - k]
+        return F.interpolate(self.final(x), scale_factor=2, mode="bilinear", align_corners=True)

@@ -31,8 +31,8 @@ Only decays exp(dt * A) and their products appear (never exp(-cumsum)), so nothi
 when A < 0 however strong the decay.
 Computation runs in float32 (float64 when any input is float64), as mamba-ssm's reference does.
 When gradients are needed, ``selective_scan_fn`` recomputes the torch scan in backward
-(activation checkpointing) and fixes glibc's mmap threshold at 1 MiB (see
-``_limit_heap_fragmentation``): together they keep VM-UNet at 256x256 under 4 GB instead of > 20 GB.
+(activation checkpointing); with glibc's mmap threshold fixed at 1 MiB, which every stage sets
+(``ubench.runtime.limit_heap_fragmentation``), VM-UNet at 256x256 stays under 4 GB instead of > 20 GB.
 """
 
 from __future__ import annotations
@@ -43,36 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ubench.errors import UbenchError
-
 CHUNK = 64  # most tokens per chunk of the torch path
 
 _MAMBA_KERNEL = None  # cached mamba_ssm selective_scan_fn, False once known to be missing
-
-
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-_MALLOC_TAMED = False
-
-
-def _limit_heap_fragmentation() -> None:
-    """Serve allocations of 1 MiB and more by mmap (glibc only; once per process).
-
-    Why: the torch scan allocates many mid-sized per-step tensors with mixed lifetimes. glibc's
-    dynamic mmap threshold moves them onto the brk heap, which then fragments and never shrinks:
-    VM-UNet at 256x256 (batch 2, forward + backward) grows past 20 GB of RSS while only ~4 GB is
-    live. A fixed threshold (what MALLOC_MMAP_THRESHOLD_=1048576 would set) returns freed blocks
-    to the OS. No effect on other C libraries or when the symbol is missing.
-    """
-    global _MALLOC_TAMED
-    if _MALLOC_TAMED:
-        return
-    _MALLOC_TAMED = True
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 20)
-    except (OSError, AttributeError):
-        pass
 
 
 def _mamba_kernel():
@@ -91,10 +64,9 @@ def _check(u, delta, A, B, C, D, z, delta_bias) -> None:
     """Shape checks, so a wrong layout fails here with a readable message."""
 
     def bad(what):
-        raise UbenchError(
-            f"selective_scan: {what}",
-            "pass u, delta, z as (batch, dim, L), A as (dim, N), B/C as (batch, N, L) or "
-            "(batch, G, N, L), D and delta_bias as (dim,)",
+        raise ValueError(
+            f"selective_scan: {what}; pass u, delta, z as (batch, dim, L), A as (dim, N), B/C as "
+            "(batch, N, L) or (batch, G, N, L), D and delta_bias as (dim,)"
         )
 
     if u.dim() != 3 or delta.shape != u.shape:
@@ -140,15 +112,21 @@ def _per_channel(m: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
     return m if groups == 1 else m.repeat_interleave(dim // groups, dim=1)
 
 
-def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
-    """Per-token decays exp(dt*A) and inputs dt*B*u, both (batch, dim, N, L)."""
-    dtype = _compute_dtype(u, delta, A, B, C, delta_bias)
+def _time_steps(u, delta, delta_bias, delta_softplus: bool, dtype):
+    """``u`` and the step sizes dt = softplus?(delta + delta_bias), both in ``dtype``."""
     u = u.to(dtype)
     dt = delta.to(dtype)
     if delta_bias is not None:
         dt = dt + delta_bias.to(dtype)[:, None]
     if delta_softplus:
         dt = F.softplus(dt)
+    return u, dt
+
+
+def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
+    """Per-token decays exp(dt*A) and inputs dt*B*u, both (batch, dim, N, L)."""
+    dtype = _compute_dtype(u, delta, A, B, C, delta_bias)
+    u, dt = _time_steps(u, delta, delta_bias, delta_softplus, dtype)
     dim = u.shape[1]
     decay = torch.exp(dt[:, :, None, :] * A.to(dtype)[None, :, :, None])
     drive = (dt * u)[:, :, None, :] * _per_channel(B, dim, dtype)
@@ -207,15 +185,10 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     """
     _check(u, delta, A, B, C, D, z, delta_bias)
     if chunk < 1:
-        raise UbenchError(f"selective_scan: chunk={chunk} must be positive", "use e.g. 64")
+        raise ValueError(f"selective_scan: chunk={chunk} must be positive (e.g. 64)")
     out_dtype = u.dtype
     dtype = _compute_dtype(u, delta, A, B, C, delta_bias)
-    u = u.to(dtype)
-    dt = delta.to(dtype)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(dtype)[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)
+    u, dt = _time_steps(u, delta, delta_bias, delta_softplus, dtype)
     batch, dim, length = u.shape
     n = A.shape[1]
     groups = math.lcm(*(m.shape[1] if m.dim() == 4 else 1 for m in (B, C)))
@@ -275,6 +248,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         return out
     return out, last.reshape(batch, dim, n)
 
+
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                       delta_softplus=False, return_last_state=False):
     """mamba-ssm's CUDA kernel for CUDA tensors when installed, else the chunked torch scan.
@@ -286,7 +260,6 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         if kernel is not None:
             return kernel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-    _limit_heap_fragmentation()
     if torch.is_grad_enabled() and any(
             isinstance(x, torch.Tensor) and x.requires_grad for x in args):
         # Keep only the inputs for backward and recompute the scan there: autograd would

@@ -1,4 +1,5 @@
-"""Swin Transformer building blocks on token sequences (B, H*W, C), for Swin-Unet.
+"""Swin Transformer building blocks on token sequences (B, H*W, C): Swin-Unet's stages, and the
+Swin encoders of HiFormer and H2Former (one implementation for all three).
 
 Liu et al., "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows", ICCV 2021,
 and the patch-expanding decoder of Cao et al., "Swin-Unet", ECCVW 2022. Written from the papers'
@@ -8,6 +9,10 @@ blocks, 2x2 patch merging (LayerNorm then a bias-free linear 4C -> 2C) and patch
 bias-free linear that widens the channels, a pixel-shuffle-like rearrangement, then LayerNorm).
 Every block knows the (H, W) of its token grid at build time, as in the reference: the shift
 masks depend on it, which is why Swin-Unet accepts one input size only.
+
+Two containers hold the same blocks, because the models' checkpoints name them differently:
+``SwinStage`` (a module with ``blocks.<i>``, Swin-Unet's layout) and ``swin_stage`` (a plain
+``nn.Sequential``, ``<i>``, HiFormer's and H2Former's).
 """
 
 from __future__ import annotations
@@ -15,15 +20,19 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ubench.models.ops.common import (
-    DropPath,  # noqa: F401  (re-exported)
-    init_vit_weights,
-)
+from ubench.models.ops.common import Mlp, init_vit_weights, stochastic_depth
 
 
 def init_transformer_weights(module: nn.Module) -> None:
-    """ViT-style init: truncated normal (std 0.02) linears with zero bias, unit LayerNorms."""
+    """ViT-style init of one module (use with ``module.apply``): truncated normal (std 0.02)
+    linears with zero bias, unit LayerNorms."""
     init_vit_weights(module)
+
+
+def swin_init(module: nn.Module) -> None:
+    """``init_transformer_weights`` on every submodule of ``module``."""
+    for m in module.modules():
+        init_vit_weights(m)
 
 
 def to_windows(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -51,14 +60,14 @@ def relative_position_index(w: int) -> torch.Tensor:
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside each window, plus a learned relative-position bias."""
 
-    def __init__(self, dim: int, window: int, heads: int):
+    def __init__(self, dim: int, window: int, heads: int, qkv_bias: bool = True):
         super().__init__()
         self.heads = heads
         self.scale = (dim // heads) ** -0.5
         self.bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         nn.init.trunc_normal_(self.bias_table, std=0.02)
         self.register_buffer("bias_index", relative_position_index(window), persistent=False)
-        self.qkv = nn.Linear(dim, 3 * dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -88,23 +97,15 @@ def shift_mask(h: int, w: int, window: int, shift: int) -> torch.Tensor:
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
 
-class Mlp(nn.Module):
-    """Linear - GELU - linear feed-forward."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class SwinBlock(nn.Module):
-    """Pre-norm (shifted-)window attention and MLP, each with a residual connection."""
+    """Pre-norm (shifted-)window attention and MLP, each with a residual connection.
 
-    def __init__(self, dim, resolution, heads, window=7, shift=0, mlp_ratio=4.0, drop_path=0.0):
+    ``mlp`` replaces the plain two-layer MLP (H2Former adds ECA to it); built by the caller, before
+    the block, so its weights are drawn first.
+    """
+
+    def __init__(self, dim, resolution, heads, window=7, shift=0, mlp_ratio=4.0, drop_path=0.0,
+                 mlp: nn.Module | None = None):
         super().__init__()
         self.resolution = tuple(resolution)
         if min(self.resolution) <= window:  # grid no larger than a window: one window, no shift
@@ -113,8 +114,8 @@ class SwinBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, window, heads)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path)
+        self.mlp = mlp if mlp is not None else Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = stochastic_depth(drop_path)
         mask = shift_mask(*self.resolution, window, shift) if shift else None
         self.register_buffer("mask", mask, persistent=False)
 
@@ -148,6 +149,20 @@ class SwinStage(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x
+
+
+def swin_stage(dim, resolution, depth: int, heads: int, window: int, drop_paths, mlp_ratio: float = 4.0,
+               mlp_factory=None) -> nn.Sequential:
+    """``depth`` Swin blocks in an ``nn.Sequential``, every second one shifted by half a window.
+
+    ``mlp_factory()``, if given, builds each block's MLP (H2Former's ECA variant).
+    """
+    blocks = []
+    for i in range(depth):
+        mlp = None if mlp_factory is None else mlp_factory()
+        shift = 0 if i % 2 == 0 else window // 2
+        blocks.append(SwinBlock(dim, resolution, heads, window, shift, mlp_ratio, drop_paths[i], mlp))
+    return nn.Sequential(*blocks)
 
 
 class PatchMerging(nn.Module):

@@ -21,8 +21,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.checks import check_fixed_size  # noqa: F401  (re-exported)
-
 # --------------------------------------------------------------------------------------------
 # ResNet-v2 (BiT) trunk with weight standardisation and GroupNorm
 # --------------------------------------------------------------------------------------------
@@ -239,7 +237,6 @@ class TransUNetCore(nn.Module):
 
     def __init__(
         self,
-        name: str,
         in_channels: int = 3,
         num_classes: int = 1,
         img_size: int = 256,
@@ -253,7 +250,7 @@ class TransUNetCore(nn.Module):
         n_skip: int = 3,
     ):
         super().__init__()
-        self.name, self.img_size, self.n_skip = name, img_size, n_skip
+        self.img_size, self.n_skip = img_size, n_skip
         self.cnn = ResNetV2Encoder(in_channels)
         self.patch_embed = nn.Conv2d(self.cnn.out_channels, hidden, 1)
         self.embed_attn = embed_attn if embed_attn is not None else nn.Identity()
@@ -264,7 +261,6 @@ class TransUNetCore(nn.Module):
         self.head = nn.Conv2d(16, num_classes, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_fixed_size(self.name, x, self.img_size)
         feats, skips = self.cnn(x)
         grid = self.embed_attn(self.patch_embed(feats))
         b, d, h, w = grid.shape

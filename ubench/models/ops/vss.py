@@ -12,7 +12,6 @@ API (all tensors channels-last, (B, H, W, C), as in VMamba)::
          bias=False)                              (B, H, W, d_model) -> (B, H, W, d_model)
     VSSBlock(hidden_dim, drop_path=0.0, norm_layer=LayerNorm(eps=1e-6), attn_drop_rate=0.0,
              d_state=16, **ss2d_kwargs)           x + drop_path(SS2D(norm(x)))
-    DropPath(p)                                   stochastic depth, per sample
     PatchEmbed2D(patch_size=4, in_chans=3, embed_dim=96, norm_layer=None)
                                                   (B, C, H, W) -> (B, H/4, W/4, embed_dim)
     PatchMerging2D(dim)                           (B, H, W, dim) -> (B, H/2, W/2, 2 dim)
@@ -43,13 +42,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ubench.models.ops.common import (
-    DropPath,  # noqa: F401  (re-exported)
     init_vit_weights,
+    stochastic_depth,
 )
 from ubench.models.ops.selective_scan import selective_scan_fn
 
 DIRECTIONS = 4  # row, column, reversed row, reversed column
-
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
@@ -142,7 +140,7 @@ class VSSBlock(nn.Module):
         self.ln_1 = norm_layer(hidden_dim)
         self.self_attention = SS2D(hidden_dim, d_state=d_state, dropout=attn_drop_rate,
                                    **ss2d_kwargs)
-        self.drop_path = DropPath(drop_path)
+        self.drop_path = stochastic_depth(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop_path(self.self_attention(self.ln_1(x)))

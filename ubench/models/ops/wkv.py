@@ -29,23 +29,21 @@ from __future__ import annotations
 
 import torch
 
-from ubench.errors import UbenchError
-
 EPS = 1e-6  # the CUDA kernel's EPS, added to the max-scaled denominator as there
 _NEG = -1e30  # "minus infinity" that keeps max() and exp() finite for padding tokens
 
 
 def _check(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     if k.dim() != 3 or k.shape != v.shape:
-        raise UbenchError(
-            f"bi_wkv needs k and v of the same shape (B, T, C), got {tuple(k.shape)} and {tuple(v.shape)}",
-            "flatten the feature map to tokens first: x.flatten(2).transpose(1, 2)",
+        raise ValueError(
+            f"bi_wkv needs k and v of the same shape (B, T, C), got {tuple(k.shape)} and {tuple(v.shape)}; "
+            "flatten the feature map to tokens first: x.flatten(2).transpose(1, 2)"
         )
     c = k.shape[-1]
     if w.shape != (c,) or u.shape != (c,):
-        raise UbenchError(
-            f"bi_wkv needs w and u of shape ({c},), got {tuple(w.shape)} and {tuple(u.shape)}",
-            "pass one decay and one bonus per channel (e.g. spatial_decay / T, spatial_first / T)",
+        raise ValueError(
+            f"bi_wkv needs w and u of shape ({c},), got {tuple(w.shape)} and {tuple(u.shape)}; "
+            "pass one decay and one bonus per channel (e.g. spatial_decay / T, spatial_first / T)"
         )
 
 

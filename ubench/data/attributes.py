@@ -1,5 +1,9 @@
 """Dataset attributes computed from the prepared masks (and images): the advisor's inputs.
 
+Why in the data layer: the attributes describe a dataset, so ``ubench.data.prepare`` records them
+in manifest.json, and the advisor reads them from there (it imports this module, never the
+reverse).
+
 Why these: U-Bench relates model rankings to a dataset's foreground scale, boundary clarity and
 shape complexity. Each is measured here from the data itself, at the prepared size, so a user's
 new dataset gets the same numbers as the benchmark's. All are deterministic functions of the
@@ -123,5 +127,5 @@ def dataset_attributes(images: np.ndarray, masks: np.ndarray, num_classes: int =
         "shape_complexity": shape_grade,
         "objects_per_image": _r(float(np.mean(objects))) if objects else None,
         "class_fractions": class_fractions,
-        "rules": "ubench/advisor/features.py",
+        "rules": "ubench/data/attributes.py",
     }
