@@ -21,14 +21,17 @@ What is read from the page's ``index.html`` (at the commit given, default HEAD):
 
 What is not on the page as text, and is therefore written below by hand: the mapping of the page's
 dataset labels to ubench's dataset names, of printed model names to U-Bench's code names (the class
-names imported in U-Bench's ``models/__init__.py``, checked against it with --code-git-dir) and of
-code names to ubench's registry, and Table 2 of the paper (the overall top-10 lists with U-Net's
-rank), transcribed from the page's image ``static/images/top10.jpg``.
+names imported in U-Bench's ``models/__init__.py``, checked against it with --code-git-dir), and
+Table 2 of the paper (the overall top-10 lists with U-Net's
+rank), transcribed from the page's image ``static/images/top10.jpg``. Code names map to ubench's
+registry through each model's ``ModelInfo.ubench_name``; after adding a model,
+``--code-names-only`` refreshes that part of the shipped file without a clone.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import subprocess
@@ -101,21 +104,15 @@ NAME_NOTES = {
     "Mobile U-ViT": "code MobileUViT (the page prints both spellings)",
 }
 
-# U-Bench code name -> ubench registry name, for every model ubench has (each model's ModelInfo
-# .ref_source names the U-Bench file it follows).
-CODE_TO_REGISTRY = {
-    "AttU_Net": "attention_unet", "BATFormer": "batformer", "CE_Net": "cenet", "CMU_Net": "cmunet",
-    "CMUNeXt": "cmunext", "DA_TransUNet": "da_transunet", "DC_UNet": "dcunet", "Egeunet": "egeunet",
-    "H2Former": "h2former", "H_vmunet": "h_vmunet", "HiFormer": "hiformer", "MALUNet": "malunet",
-    "MambaUnet": "mamba_unet", "MedT": "medt", "MissFormer": "missformer", "MUCM_Net": "mucm_net",
-    "MultiResUNet": "multiresunet", "Polyp_PVT": "polyp_pvt", "R2U_Net": "r2unet",
-    "ResUNetPlusPlus": "resunetpp", "RWKV_UNet": "rwkv_unet", "Swin_umamba": "swin_umamba",
-    "SwinUnet": "swinunet", "SwinUNETR": "swinunetr", "TransFuse": "transfuse",
-    "TransUnet": "transunet", "U_RWKV": "u_rwkv", "UCTransNet": "uctransnet", "U_KAN": "ukan",
-    "ULite": "ulite", "UltraLight_VM_UNet": "ultralight_vm_unet", "U_Net": "unet",
-    "UNet3plus": "unet3plus", "ResNet34UnetPlus": "unetpp", "UNETR": "unetr", "UNeXt": "unext",
-    "UTNet": "utnet", "VMUNet": "vmunet", "VMUNetV2": "vmunet_v2", "Zig_RiR": "zig_rir",
-}
+
+@functools.cache
+def code_to_registry() -> dict[str, str]:
+    """U-Bench code name -> ubench registry name, for every model ubench has: read from each
+    model's ``ModelInfo.ubench_name`` (the one place it is written)."""
+    from ubench.models import list_models, model_info
+
+    return {model_info(name).ubench_name: name for name in list_models()}
+
 
 # Table 2 of the paper, transcribed by hand from the page's static/images/top10.jpg (an image,
 # not text): rank 1..10 as (printed name, venue, year), then U-Net's rank. "Source" = in-domain,
@@ -187,7 +184,7 @@ def _entry(rank: int, name: str) -> dict:
     if name not in PRINTED_TO_CODE:
         raise SystemExit(f"printed name {name!r} has no U-Bench code name in PRINTED_TO_CODE: add it")
     code = PRINTED_TO_CODE[name]
-    return {"rank": rank, "name": name, "code_name": code, "model": CODE_TO_REGISTRY.get(code)}
+    return {"rank": rank, "name": name, "code_name": code, "model": code_to_registry().get(code)}
 
 
 def rankings(html: str) -> dict:
@@ -297,7 +294,7 @@ def check_code_names(code_git_dir: str) -> dict:
     names = set()
     for m in re.finditer(r"^\s*from \S+ import (\w+)(?: as (\w+))?", init, re.M):
         names.add(m.group(2) or m.group(1))
-    used = set(PRINTED_TO_CODE.values()) | set(CODE_TO_REGISTRY)
+    used = set(PRINTED_TO_CODE.values()) | set(code_to_registry())
     missing = sorted(used - names)
     if missing:
         raise SystemExit(f"code names not imported by U-Bench's models/__init__.py: {missing}")
@@ -335,18 +332,44 @@ def build(page_git_dir: str, commit: str, code_git_dir: str | None, previous: di
         "table2": table2(),
         "names": dict(sorted(PRINTED_TO_CODE.items())),
         "name_notes": NAME_NOTES,
-        "code_names": dict(sorted(CODE_TO_REGISTRY.items())),
+        "code_names": dict(sorted(code_to_registry().items())),
     }
+
+
+def _relink_models(obj) -> None:
+    """Set every ranking entry's ``model`` from its ``code_name`` (a model added since)."""
+    if isinstance(obj, dict):
+        if "code_name" in obj and "model" in obj:
+            obj["model"] = code_to_registry().get(obj["code_name"])
+        for v in obj.values():
+            _relink_models(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            _relink_models(v)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--page-git-dir", required=True, help="git dir of a clone of FengheTan9/ubench")
+    ap.add_argument("--page-git-dir", help="git dir of a clone of FengheTan9/ubench")
     ap.add_argument("--commit", default="HEAD", help="commit of the page to read (default HEAD)")
     ap.add_argument("--code-git-dir", default=None, help="git dir of a clone of FengheTan9/U-Bench")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
+    ap.add_argument("--code-names-only", action="store_true",
+                    help="rewrite only `code_names` (and each ranking entry's `model`) of --out from "
+                         "the registry, after adding a model; needs no clone")
     args = ap.parse_args()
+    if args.code_names_only:
+        doc = json.loads(args.out.read_text(encoding="utf-8"))
+        doc["code_names"] = dict(sorted(code_to_registry().items()))
+        _relink_models(doc)
+        tmp = args.out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(args.out)
+        print(f"wrote {args.out}: code_names of {len(doc['code_names'])} models")
+        return 0
+    if not args.page_git_dir:
+        ap.error("--page-git-dir is required (except with --code-names-only)")
     previous = json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists() else None
     doc = build(args.page_git_dir, args.commit, args.code_git_dir, previous)
     text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"

@@ -23,7 +23,8 @@ PARAM_TOLERANCE = 0.03
 # hybrids take 8-17 s a pass, the VMamba-based U-Nets 6-9 s). Their forward+backward runs under
 # `-m slow`; the default suite still builds them (parameter count, seeding, size checks) and runs
 # their eval-mode forward with other channel and class counts.
-HEAVY = {"uctransnet", "da_transunet", "transunet", "h2former", "unetr", "mamba_unet", "swin_umamba", "vmunet"}
+HEAVY = {"uctransnet", "da_transunet", "transunet", "h2former", "unetr", "mamba_unet", "swin_umamba", "vmunet",
+         "mca_unet", "perspective_unet"}
 
 
 def _quick_params(name: str) -> list:
@@ -121,8 +122,12 @@ def test_param_count_matches_reference(name):
 )
 @pytest.mark.parametrize("name", MODELS)
 def test_other_channels_and_classes(name, in_channels, num_classes, hw):
-    if model_info(name).input_sizes is not None:  # fixed-size models: their own square size
+    info = model_info(name)
+    if info.input_sizes is not None:  # fixed-size models: their own square size
         hw = (_quick_size(name),) * 2
+    elif not all(info.accepts(v) for v in hw):  # a coarser stride: its smallest size (and one more step)
+        s = _quick_size(name)
+        hw = (s, s + info.size_multiple) if hw[0] != hw[1] else (s, s)
     model = _build(name, num_classes=num_classes, in_channels=in_channels).eval()
     with torch.no_grad():
         out = model(torch.randn(1, in_channels, *hw))
@@ -140,10 +145,11 @@ def test_same_seed_same_weights(name):
 def test_undeclared_input_size_is_refused_clearly(name):
     """A size the model does not declare is refused before the network runs, with a ValueError
     that names the size (the registry's input check), never a torch shape error."""
-    assert not model_info(name).accepts(72)
+    bad = 65  # odd: no total stride divides it, no fixed-size model takes it
+    assert not model_info(name).accepts(bad)
     model = _build(name).eval()
-    with pytest.raises(ValueError, match="72x72"), torch.no_grad():
-        model(torch.randn(1, 3, 72, 72))
+    with pytest.raises(ValueError, match=f"{bad}x{bad}"), torch.no_grad():
+        model(torch.randn(1, 3, bad, bad))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"), torch.no_grad():
         model(torch.randn(3, 64, 64))
 
@@ -163,9 +169,13 @@ def test_factories_hold_only_architecture(name):
 
 
 @pytest.mark.parametrize("name", OURS)
-def test_our_models_reject_non_multiples_and_unknown_options(name):
+def test_our_models_reject_non_multiples(name):
     model = _build(name).eval()
     with pytest.raises(ValueError, match="divisible"), torch.no_grad():
         model(torch.randn(1, 3, 72, 72))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_unknown_options_are_refused_before_building(name):
     with pytest.raises(UbenchError, match="deep_supervison"):
         create_model(name, deep_supervison=True)

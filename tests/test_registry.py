@@ -102,3 +102,20 @@ def test_unknown_option_names_what_the_model_takes():
     with pytest.raises(UbenchError) as info:
         create_model("unet", depth=3)
     assert "depth" in info.value.what and "num_classes and in_channels" in info.value.fix
+
+
+def test_every_model_names_its_ubench_counterpart_consistently():
+    """ModelInfo.ubench_name / ubench_id map results and weights across to U-Bench; the names agree
+    with the code-name table the published rankings are read through, and ids are unique."""
+    import json
+    from pathlib import Path
+
+    import ubench.analysis
+
+    ref = json.loads((Path(ubench.analysis.__file__).parent / "data" / "ubench_reference.json").read_text())
+    ours = {ubench: mine for ubench, mine in ref["code_names"].items() if mine}
+    infos = {name: model_info(name) for name in list_models()}
+    assert all(i.ubench_name and isinstance(i.ubench_id, int) and i.ubench_id > 0 for i in infos.values())
+    assert {i.ubench_name: n for n, i in infos.items()} == {k: v for k, v in ours.items() if v in infos}
+    ids = [i.ubench_id for i in infos.values()]
+    assert len(ids) == len(set(ids))

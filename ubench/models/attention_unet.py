@@ -75,6 +75,8 @@ class AttentionUNet(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="AttU_Net",
+        ubench_id=3,
         year=2018,
         paper="Attention U-Net: Learning Where to Look for the Pancreas",
         deep_supervision=False,

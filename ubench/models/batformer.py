@@ -301,6 +301,8 @@ class BATFormer(nn.Module):
 @register_model(
     ModelInfo(
         family="transformer",
+        ubench_name="BATFormer",
+        ubench_id=82,
         year=2023,
         paper="BATFormer: Towards Boundary-Aware Lightweight Transformer for Efficient Medical "
         "Image Segmentation",

@@ -123,6 +123,8 @@ class CENet(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="CE_Net",
+        ubench_id=18,
         year=2019,
         paper="CE-Net: Context Encoder Network for 2D Medical Image Segmentation",
         deep_supervision=False,

@@ -84,6 +84,8 @@ class CMUNet(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="CMU_Net",
+        ubench_id=4,
         year=2023,
         paper="CMU-Net: A Strong ConvMixer-based Medical Ultrasound Image Segmentation Network",
         deep_supervision=False,

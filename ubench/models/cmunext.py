@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ubench.models.ops.conv_blocks import contract
 from ubench.models.registry import ModelInfo, register_model
 
 DIMS = (16, 32, 128, 160, 256)
@@ -109,10 +110,7 @@ class CMUNeXt(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        skips = []
-        for i, stage in enumerate(self.encoder):
-            x = stage(x if i == 0 else self.pool(x))
-            skips.append(x)
+        skips = contract(x, self.encoder, self.pool)
         x = skips.pop()
         for step in self.decoder:
             x = step(x, skips.pop())
@@ -122,6 +120,8 @@ class CMUNeXt(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="CMUNeXt",
+        ubench_id=5,
         year=2024,
         paper="CMUNeXt: An Efficient Medical Image Segmentation Network based on Large Kernel "
         "and Skip Fusion",

@@ -98,6 +98,8 @@ class DANetHead(nn.Module):
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="DA_TransUNet",
+        ubench_id=60,
         year=2024,
         paper="DA-TransUNet: Integrating Spatial and Channel Dual Attention with Transformer U-Net "
         "for Medical Image Segmentation",

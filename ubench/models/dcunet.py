@@ -110,6 +110,8 @@ class DCUNet(ResPathUNet):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="DC_UNet",
+        ubench_id=24,
         year=2021,
         paper="DC-UNet: Rethinking the U-Net Architecture with Dual Channel Efficient CNN for "
         "Medical Images Segmentation",

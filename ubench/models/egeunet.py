@@ -150,6 +150,8 @@ class EGEUNet(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="Egeunet",
+        ubench_id=42,
         year=2023,
         paper="EGE-UNet: an Efficient Group Enhanced UNet for Skin Lesion Segmentation",
         deep_supervision=True,

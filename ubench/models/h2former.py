@@ -184,6 +184,8 @@ class H2Former(nn.Module):
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="H2Former",
+        ubench_id=108,
         year=2023,
         paper="H2Former: An Efficient Hierarchical Hybrid Transformer for Medical Image Segmentation",
         deep_supervision=False,

@@ -151,6 +151,8 @@ def _unused_params() -> list[str]:
 @register_model(
     ModelInfo(
         family="mamba",
+        ubench_name="H_vmunet",
+        ubench_id=89,
         year=2024,
         paper="H-vmunet: High-order Vision Mamba UNet for Medical Image Segmentation",
         deep_supervision=False,

@@ -303,6 +303,8 @@ def _unused_params() -> list[str]:
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="HiFormer",
+        ubench_id=65,
         year=2023,
         paper="HiFormer: Hierarchical Multi-scale Representations Using Transformers for Medical "
         "Image Segmentation",

@@ -186,6 +186,8 @@ class MALUNet(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="MALUNet",
+        ubench_id=30,
         year=2022,
         paper="MALUNet: A Multi-Attention and Light-weight UNet for Skin Lesion Segmentation",
         deep_supervision=False,

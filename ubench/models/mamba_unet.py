@@ -85,6 +85,8 @@ class MambaUNet(nn.Module):
 @register_model(
     ModelInfo(
         family="mamba",
+        ubench_name="MambaUnet",
+        ubench_id=90,
         year=2024,
         paper="Mamba-UNet: UNet-Like Pure Visual Mamba for Medical Image Segmentation",
         deep_supervision=False,

@@ -240,6 +240,8 @@ def _unused_params() -> list[str]:
 @register_model(
     ModelInfo(
         family="transformer",
+        ubench_name="MedT",
+        ubench_id=11,
         year=2021,
         paper="Medical Transformer: Gated Axial-Attention for Medical Image Segmentation",
         deep_supervision=False,

@@ -243,6 +243,8 @@ def _unused_params() -> list[str]:
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="MissFormer",
+        ubench_id=9,
         year=2022,
         paper="MISSFormer: An Effective Transformer for 2D Medical Image Segmentation",
         deep_supervision=False,

@@ -158,6 +158,8 @@ class MUCMNet(nn.Module):
 @register_model(
     ModelInfo(
         family="mamba",
+        ubench_name="MUCM_Net",
+        ubench_id=91,
         year=2024,
         paper="MUCM-Net: A Mamba Powered UCM-Net for Skin Lesion Segmentation",
         deep_supervision=False,

@@ -103,6 +103,8 @@ class MultiResUNet(ResPathUNet):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="MultiResUNet",
+        ubench_id=16,
         year=2020,
         paper="MultiResUNet: Rethinking the U-Net Architecture for Multimodal Biomedical Image "
         "Segmentation",

@@ -167,6 +167,8 @@ class PolypPVT(nn.Module):
 @register_model(
     ModelInfo(
         family="transformer",
+        ubench_name="Polyp_PVT",
+        ubench_id=83,
         year=2021,
         paper="Polyp-PVT: Polyp Segmentation with Pyramid Vision Transformers",
         deep_supervision=True,

@@ -75,6 +75,8 @@ class R2UNet(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="R2U_Net",
+        ubench_id=17,
         year=2018,
         paper="Recurrent Residual Convolutional Neural Network based on U-Net (R2U-Net) for "
         "Medical Image Segmentation",

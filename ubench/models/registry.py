@@ -47,6 +47,11 @@ class ModelInfo:
     size_multiple: int = 32
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    # U-Bench's name for this model (its class name in models/__init__.py, the `--model` of its
+    # main.py) and its id in models/model_id.json (FengheTan9/U-Bench): how results and imported
+    # weights map across
+    ubench_name: str = ""
+    ubench_id: int | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ubench.models.ops.common import SqueezeExcite
 from ubench.models.registry import ModelInfo, register_model
 
 WIDTHS = (32, 64, 128, 256, 512)
@@ -51,23 +52,6 @@ class ResidualUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + self.shortcut(x)
-
-
-class SqueezeExcite(nn.Module):
-    """Channel gating from globally pooled features (two bias-free linears, reduction 16)."""
-
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        self.fc = nn.Sequential(
-            nn.Linear(channels, channels // reduction, bias=False),
-            nn.ReLU(inplace=True),
-            nn.Linear(channels // reduction, channels, bias=False),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = self.fc(x.mean(dim=(2, 3)))
-        return x * gate[:, :, None, None]
 
 
 class ASPP(nn.Module):
@@ -145,6 +129,8 @@ class ResUNetPlusPlus(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="ResUNetPlusPlus",
+        ubench_id=19,
         year=2019,
         paper="ResUNet++: An Advanced Architecture for Medical Image Segmentation",
         deep_supervision=False,

@@ -34,8 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.common import map_to_tokens, stochastic_depth, tokens_to_map
-from ubench.models.ops.rwkv_blocks import ChannelMix, LayerNorm2d, SpatialMix, constant_mix, q_shift_tokens
+from ubench.models.ops.common import LayerNorm2d, map_to_tokens, stochastic_depth, tokens_to_map
+from ubench.models.ops.rwkv_blocks import ChannelMix, SpatialMix, constant_mix, q_shift_tokens
 from ubench.models.registry import ModelInfo, register_model
 
 STEM = 24
@@ -221,6 +221,8 @@ class RWKVUNet(nn.Module):
 @register_model(
     ModelInfo(
         family="rwkv",
+        ubench_name="RWKV_UNet",
+        ubench_id=112,
         year=2025,
         paper="RWKV-UNet: Improving UNet with Long-Range Cooperation for Effective Medical Image Segmentation",
         deep_supervision=False,

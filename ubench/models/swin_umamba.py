@@ -114,6 +114,8 @@ class SwinUMamba(nn.Module):
 @register_model(
     ModelInfo(
         family="mamba",
+        ubench_name="Swin_umamba",
+        ubench_id=92,
         year=2024,
         paper="Swin-UMamba: Mamba-based UNet with ImageNet-based Pretraining",
         deep_supervision=False,

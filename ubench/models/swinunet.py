@@ -89,6 +89,8 @@ class SwinUnet(nn.Module):
 @register_model(
     ModelInfo(
         family="transformer",
+        ubench_name="SwinUnet",
+        ubench_id=13,
         year=2022,
         paper="Swin-Unet: Unet-like Pure Transformer for Medical Image Segmentation",
         deep_supervision=False,

@@ -29,6 +29,8 @@ STRIDE = 32
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="SwinUNETR",
+        ubench_id=103,
         year=2021,
         paper="Swin UNETR: Swin Transformers for Semantic Segmentation of Brain Tumors in MRI Images",
         deep_supervision=False,

@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ubench.models.ops.conv_blocks import ResidualDoubleConv
 from ubench.models.ops.resnet import ResNet34Encoder
 from ubench.models.ops.vit_hybrid import ViTEncoder
 from ubench.models.registry import ModelInfo, register_model
@@ -102,24 +103,6 @@ class BiFusion(nn.Module):
         g = torch.sigmoid(self.spatial(pooled)) * g
         t = self.se(t.mean((2, 3), keepdim=True)) * t
         return self.drop(self.residual(torch.cat([g, t, bp], dim=1)))
-
-
-class ResidualDoubleConv(nn.Module):
-    """Two 3x3 conv-BN (ReLU between) plus a 1x1 conv-BN shortcut, ReLU after the sum."""
-
-    def __init__(self, in_ch: int, out_ch: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(in_ch, out_ch, 3, padding=1),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_ch, out_ch, 3, padding=1),
-            nn.BatchNorm2d(out_ch),
-        )
-        self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1), nn.BatchNorm2d(out_ch))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.body(x) + self.shortcut(x))
 
 
 class AttentionGate(nn.Module):
@@ -225,6 +208,8 @@ class TransFuseS(nn.Module):
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="TransFuse",
+        ubench_id=69,
         year=2021,
         paper="TransFuse: Fusing Transformers and CNNs for Medical Image Segmentation",
         deep_supervision=True,

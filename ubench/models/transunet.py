@@ -27,6 +27,8 @@ IMG_SIZE = 256
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="TransUnet",
+        ubench_id=10,
         year=2021,
         paper="TransUNet: Transformers Make Strong Encoders for Medical Image Segmentation",
         deep_supervision=False,

@@ -238,6 +238,8 @@ def _unused_parameter_names() -> list[str]:
 @register_model(
     ModelInfo(
         family="rwkv",
+        ubench_name="U_RWKV",
+        ubench_id=113,
         year=2025,
         paper="U-RWKV: Lightweight medical image segmentation with direction-adaptive RWKV",
         deep_supervision=False,

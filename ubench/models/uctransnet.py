@@ -209,6 +209,8 @@ class UCTransNet(nn.Module):
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="UCTransNet",
+        ubench_id=7,
         year=2022,
         paper="UCTransNet: Rethinking the Skip Connections in U-Net from a Channel-wise "
         "Perspective with Transformer",

@@ -17,48 +17,16 @@ ReLU, skips added (skeleton in ops/light_blocks.py). Parameters at 3 in / 1 clas
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
-from ubench.models.ops.common import map_to_tokens, tokens_to_map
 from ubench.models.ops.conv_blocks import DoubleConv, conv_bn_relu
-from ubench.models.ops.kan import KANLinear
-from ubench.models.ops.light_blocks import TokenizedUNet, init_token_weights
+from ubench.models.ops.kan import KANBlock
+from ubench.models.ops.light_blocks import TokenizedUNet
 from ubench.models.registry import ModelInfo, register_model
 
 EMBED_DIMS = (256, 320, 512)
 CONV_DIMS = (EMBED_DIMS[0] // 8, EMBED_DIMS[0] // 4, EMBED_DIMS[0])
 TOKEN_DIMS = (EMBED_DIMS[1], EMBED_DIMS[2])
-KAN_STEPS = 3
-
-
-class DepthwiseBnRelu(nn.Module):
-    """3x3 depthwise conv + BN + ReLU applied to tokens through their (H, W) map."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.bn = nn.BatchNorm2d(dim)
-
-    def forward(self, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        return map_to_tokens(torch.relu(self.bn(self.conv(tokens_to_map(t, h, w)))))
-
-
-class KANBlock(nn.Module):
-    """t + [KANLinear -> depthwise conv + BN + ReLU] x 3 applied to LayerNorm(t)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.kan = nn.ModuleList(KANLinear(dim, dim) for _ in range(KAN_STEPS))
-        self.dw = nn.ModuleList(DepthwiseBnRelu(dim) for _ in range(KAN_STEPS))
-        self.apply(init_token_weights)  # convs and LayerNorm; KANLinear keeps its own init
-
-    def forward(self, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        y = self.norm(t)
-        for kan, dw in zip(self.kan, self.dw):
-            y = dw(kan(y), h, w)
-        return t + y
 
 
 def _dec_conv(in_ch: int, out_ch: int, last: bool) -> nn.Module:
@@ -75,6 +43,8 @@ class UKAN(TokenizedUNet):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="U_KAN",
+        ubench_id=101,
         year=2025,
         paper="U-KAN Makes Strong Backbone for Medical Image Segmentation and Generation",
         deep_supervision=False,

@@ -113,6 +113,8 @@ class ULite(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="ULite",
+        ubench_id=51,
         year=2023,
         paper="1M parameters are enough? A lightweight CNN-based model for medical image segmentation",
         deep_supervision=False,

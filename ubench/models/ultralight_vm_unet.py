@@ -60,6 +60,8 @@ class UltraLightVMUNet(BridgedUNet):
 @register_model(
     ModelInfo(
         family="mamba",
+        ubench_name="UltraLight_VM_UNet",
+        ubench_id=94,
         year=2024,
         paper="UltraLight VM-UNet: Parallel Vision Mamba Significantly Reduces Parameters for "
         "Skin Lesion Segmentation",

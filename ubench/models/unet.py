@@ -43,6 +43,8 @@ class UNet(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="U_Net",
+        ubench_id=1,
         year=2015,
         paper="U-Net: Convolutional Networks for Biomedical Image Segmentation",
         deep_supervision=False,

@@ -95,6 +95,8 @@ class UNet3Plus(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="UNet3plus",
+        ubench_id=6,
         year=2020,
         paper="UNet 3+: A Full-Scale Connected UNet for Medical Image Segmentation",
         deep_supervision=False,

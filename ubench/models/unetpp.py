@@ -77,6 +77,8 @@ class UNetPlusPlus(nn.Module):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="ResNet34UnetPlus",
+        ubench_id=12,
         year=2018,
         paper="UNet++: A Nested U-Net Architecture for Medical Image Segmentation",
         deep_supervision=False,

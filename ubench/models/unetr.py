@@ -33,6 +33,8 @@ _UNUSED = [f"net.vit.blocks.{i}.norm_cross_attn.{p}" for i in range(DEPTH) for p
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="UNETR",
+        ubench_id=104,
         year=2022,
         paper="UNETR: Transformers for 3D Medical Image Segmentation",
         deep_supervision=False,

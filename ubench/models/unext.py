@@ -90,6 +90,8 @@ class UNeXt(TokenizedUNet):
 @register_model(
     ModelInfo(
         family="cnn",
+        ubench_name="UNeXt",
+        ubench_id=2,
         year=2022,
         paper="UNeXt: MLP-based Rapid Medical Image Segmentation Network",
         deep_supervision=False,

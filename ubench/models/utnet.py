@@ -222,6 +222,8 @@ class UTNet(nn.Module):
 @register_model(
     ModelInfo(
         family="hybrid",
+        ubench_name="UTNet",
+        ubench_id=73,
         year=2021,
         paper="UTNet: A Hybrid Transformer Architecture for Medical Image Segmentation",
         deep_supervision=False,

@@ -59,6 +59,8 @@ class VMUNet(nn.Module):
 @register_model(
     ModelInfo(
         family="mamba",
+        ubench_name="VMUNet",
+        ubench_id=95,
         year=2024,
         paper="VM-UNet: Vision Mamba UNet for Medical Image Segmentation",
         deep_supervision=False,

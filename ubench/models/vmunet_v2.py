@@ -152,6 +152,8 @@ _STAGE3_NAMES = [f"blocks.{i}.{n}" for i in range(DEPTHS[3]) for n in _BLOCK_NAM
 @register_model(
     ModelInfo(
         family="mamba",
+        ubench_name="VMUNetV2",
+        ubench_id=96,
         year=2024,
         paper="VM-UNET-V2: Rethinking Vision Mamba UNet for Medical Image Segmentation",
         deep_supervision=False,

@@ -291,6 +291,8 @@ def _unused_parameter_names() -> list[str]:
 @register_model(
     ModelInfo(
         family="rwkv",
+        ubench_name="Zig_RiR",
+        ubench_id=111,
         year=2025,
         paper="Zig-RiR: Zigzag RWKV-in-RWKV for Efficient Medical Image Segmentation",
         deep_supervision=False,

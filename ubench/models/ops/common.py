@@ -33,6 +33,13 @@ def tokens_to_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
 
 
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) map (timm/ConvNeXt ``ln_2d``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class Mlp(nn.Module):
     """Transformer feed-forward on tokens: Linear, GELU, Linear (dropout after each, default off)."""
 
@@ -61,6 +68,25 @@ class OverlapPatchEmbed(nn.Module):
         x = self.proj(x)
         h, w = x.shape[-2:]
         return self.norm(map_to_tokens(x)), h, w
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al., CVPR 2018): channel gates from the global average,
+    Linear (no bias) -> ReLU -> Linear (no bias) -> sigmoid. ResUNet++, DDANet, ColonSegNet
+    (reduction 16) and MBSNet (reduction 1) use this one."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = channels // reduction
+        self.fc = nn.Sequential(
+            nn.Linear(channels, hidden, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, channels, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc(x.mean(dim=(2, 3)))[:, :, None, None]
 
 
 def _init_linear_trunc_normal(m: nn.Linear) -> None:

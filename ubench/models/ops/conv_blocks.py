@@ -16,11 +16,14 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
+from ubench.models.ops.common import SqueezeExcite
 
-def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int = 3, bias: bool = True) -> list[nn.Module]:
+
+def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int = 3, bias: bool = True,
+                 dilation: int = 1) -> list[nn.Module]:
     """One conv -> BatchNorm -> ReLU, 'same' padding; a list so callers can chain several."""
     return [
-        nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=bias),
+        nn.Conv2d(in_ch, out_ch, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation, bias=bias),
         nn.BatchNorm2d(out_ch),
         nn.ReLU(inplace=True),
     ]
@@ -122,3 +125,48 @@ class ResPathUNet(nn.Module):
         for up, fuse in zip(self.up, self.fuse):
             x = fuse(torch.cat([up(x), skips.pop()], dim=1))
         return self.head(x)
+
+
+class ResidualDoubleConv(nn.Module):
+    """Two 3x3 conv + BN (ReLU between) added to a 1x1 conv + BN shortcut, ReLU after the sum
+    (TransFuse's decoder block); ``se=True`` gates the shortcut with squeeze-excitation (DDANet)."""
+
+    def __init__(self, in_ch: int, out_ch: int, se: bool = False):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1),
+            nn.BatchNorm2d(out_ch),
+        )
+        gate = [SqueezeExcite(out_ch)] if se else []
+        self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1), nn.BatchNorm2d(out_ch), *gate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def conv_relu_bn(in_ch: int, out_ch: int, kernel_size: int, groups: int = 1) -> nn.Sequential:
+    """Conv (bias, 'same' padding) -> ReLU -> BatchNorm: normalised after the activation."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, groups=groups),
+        nn.ReLU(inplace=True),
+        nn.BatchNorm2d(out_ch),
+    )
+
+
+class FeatureConservation(nn.Module):
+    """A large receptive field at full resolution for few parameters: a dense 7x7 conv, a residual
+    depthwise 7x7 and a pointwise 1x1, each conv -> ReLU -> BN (DCSAU-Net's PFC stem, which
+    ERDUnet reuses)."""
+
+    def __init__(self, in_ch: int, ch: int, kernel_size: int = 7):
+        super().__init__()
+        self.embed = conv_relu_bn(in_ch, ch, kernel_size)
+        self.depthwise = conv_relu_bn(ch, ch, kernel_size, groups=ch)
+        self.pointwise = conv_relu_bn(ch, ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        return self.pointwise(x + self.depthwise(x))

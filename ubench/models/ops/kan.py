@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ubench.models.ops.common import init_vit_conv_weights, map_to_tokens, tokens_to_map
+
 
 def bspline_basis(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Tensor:
     """B-spline basis functions of degree ``order`` by the Cox-de Boor recursion.
@@ -108,3 +110,33 @@ class KANLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"grid_size={self.grid_size}, spline_order={self.spline_order}"
         )
+
+
+class DepthwiseBnRelu(nn.Module):
+    """3x3 depthwise conv + BN + ReLU applied to tokens through their (H, W) map."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.bn = nn.BatchNorm2d(dim)
+
+    def forward(self, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        return map_to_tokens(torch.relu(self.bn(self.conv(tokens_to_map(t, h, w)))))
+
+
+class KANBlock(nn.Module):
+    """U-KAN's token block (also ResU-KAN's): t + [KANLinear -> depthwise conv + BN + ReLU] x
+    ``steps`` applied to LayerNorm(t)."""
+
+    def __init__(self, dim: int, steps: int = 3):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.kan = nn.ModuleList(KANLinear(dim, dim) for _ in range(steps))
+        self.dw = nn.ModuleList(DepthwiseBnRelu(dim) for _ in range(steps))
+        self.apply(init_vit_conv_weights)  # convs and LayerNorm; KANLinear keeps its own init
+
+    def forward(self, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        y = self.norm(t)
+        for kan, dw in zip(self.kan, self.dw):
+            y = dw(kan(y), h, w)
+        return t + y

@@ -44,13 +44,6 @@ def q_shift_tokens(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return map_to_tokens(q_shift_map(tokens_to_map(x, *hw)))
 
 
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, H, W) map (timm/ConvNeXt ``ln_2d``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
 class TokenMix(nn.Module):
     """Per-channel blends ``x * mu + shifted * (1 - mu)``, one learnable ``mu`` per stream.
 
