@@ -44,6 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ubench.models.ops.common import SqueezeExcite
 from ubench.models.ops.resnet import BasicBlock
 from ubench.models.registry import ModelInfo, register_model
 
@@ -56,25 +57,13 @@ SHAPE_WIDTHS = (32, 16, 8)
 SE_REDUCTION = 16
 
 
-class SEGate(nn.Module):
-    """Squeeze-excitation with biased linears: global average -> Linear -> ReLU -> Linear ->
-    sigmoid, multiplying the channels."""
-
-    def __init__(self, ch: int, reduction: int = SE_REDUCTION):
-        super().__init__()
-        self.fc = nn.Sequential(nn.Linear(ch, ch // reduction), nn.ReLU(), nn.Linear(ch // reduction, ch), nn.Sigmoid())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.fc(x.mean(dim=(-2, -1)))[..., None, None]
-
-
 def encoder_stage(in_ch: int, out_ch: int, first: bool, se: bool) -> nn.Sequential:
     """[2x2 max-pool, dropout 0.2], two 3x3 conv + ReLU, BatchNorm, [squeeze-excitation]."""
     layers: list[nn.Module] = [] if first else [nn.MaxPool2d(2), nn.Dropout(0.2)]
     layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(), nn.Conv2d(out_ch, out_ch, 3, padding=1), nn.ReLU()]
     layers.append(nn.BatchNorm2d(out_ch))
     if se:
-        layers.append(SEGate(out_ch))
+        layers.append(SqueezeExcite(out_ch, SE_REDUCTION, bias=True))
     return nn.Sequential(*layers)
 
 
@@ -199,7 +188,7 @@ class DualAttention(nn.Module):
         super().__init__()
         self.up = nn.Sequential(nn.ConvTranspose2d(deep_ch, out_ch, 2, stride=2), nn.BatchNorm2d(out_ch), nn.ReLU())
         self.conv = nn.Sequential(nn.Conv2d(skip_ch + out_ch, out_ch, 3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU())
-        self.se = SEGate(out_ch)
+        self.se = SqueezeExcite(out_ch, SE_REDUCTION, bias=True)
         self.spatial = nn.Sequential(
             nn.Conv2d(out_ch, out_ch, 1), nn.BatchNorm2d(out_ch), nn.ReLU(), nn.Conv2d(out_ch, 1, 1), nn.Sigmoid()
         )

@@ -72,16 +72,16 @@ class OverlapPatchEmbed(nn.Module):
 
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation (Hu et al., CVPR 2018): channel gates from the global average,
-    Linear (no bias) -> ReLU -> Linear (no bias) -> sigmoid. ResUNet++, DDANet, ColonSegNet
-    (reduction 16) and MBSNet (reduction 1) use this one."""
+    Linear -> ReLU -> Linear -> sigmoid. Without biases in ResUNet++, DDANet, ColonSegNet
+    (reduction 16) and MBSNet (reduction 1); with biases (``bias=True``) in MSRF-Net and DoubleU-Net."""
 
-    def __init__(self, channels: int, reduction: int = 16):
+    def __init__(self, channels: int, reduction: int = 16, bias: bool = False):
         super().__init__()
         hidden = channels // reduction
         self.fc = nn.Sequential(
-            nn.Linear(channels, hidden, bias=False),
+            nn.Linear(channels, hidden, bias=bias),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden, channels, bias=False),
+            nn.Linear(hidden, channels, bias=bias),
             nn.Sigmoid(),
         )
 

@@ -44,10 +44,11 @@ class SRAttention(nn.Module):
     """Multi-head attention whose keys and values come from a map reduced ``sr`` times (a strided
     conv + LayerNorm): PVT-v2's and SegFormer's "efficient" attention, also MISSFormer's.
 
-    The two reference codes round differently, and both are kept bit for bit: PVT-v2 scales the
-    queries before ``q @ k^T`` and uses LayerNorm eps 1e-6 (``pvt_order=True``); SegFormer /
-    MISSFormer scale the product and use eps 1e-5. ``attend`` takes the key/value source
-    explicitly (MISSFormer's bridge attends to tokens of several levels).
+    The reduced map's LayerNorm is ``nn.LayerNorm(dim)`` (eps 1e-5) in every reference (PVT-v2's
+    pvtv2.py too, whose blocks use eps 1e-6). The codes differ in rounding only: PVT-v2 scales the
+    queries before ``q @ k^T`` (``pvt_order=True``), SegFormer / MISSFormer scale the product.
+    ``attend`` takes the key/value source explicitly (MISSFormer's bridge attends to tokens of
+    several levels).
     """
 
     def __init__(self, dim: int, heads: int, sr: int, pvt_order: bool = True):
@@ -59,7 +60,7 @@ class SRAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
         self.sr = nn.Conv2d(dim, dim, sr, stride=sr) if sr > 1 else None
-        self.norm = (_BlockNorm(dim) if pvt_order else nn.LayerNorm(dim)) if sr > 1 else None
+        self.norm = nn.LayerNorm(dim) if sr > 1 else None
 
     def reduce(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         if self.sr is None:
