@@ -48,7 +48,7 @@ def test_models_list_and_show(capsys, tmp_path, monkeypatch):
     out = capsys.readouterr().out
     for name in ("unet", "unetpp", "attention_unet"):
         assert f"| {name} | cnn |" in out
-    assert "| unet | cnn | 2015 | - | 34.53 | - | no | 3/0 |" in out
+    assert "| unet | cnn | 2015 | - | 34.53 | - | no | - | 3/0 |" in out
     assert main(["models", "show", "unet"]) == 0
     assert '"family": "cnn"' in capsys.readouterr().out
 

@@ -17,7 +17,7 @@ from ubench.models import list_models
 from ubench.models.registry import known_model_names
 
 HEADER = ("| name | family | year | params (M) | ref params (M) | FLOPs (G, 256²) | deep sup. | "
-          "U-Bench top-10s (IoU/U-Score) |")
+          "pretrained backbone | U-Bench top-10s (IoU/U-Score) |")
 
 
 def rows(out: str) -> list[list[str]]:
@@ -69,6 +69,11 @@ def test_default_lists_every_model_without_building_any(capsys, cache, monkeypat
     assert [r[0] for r in body] == list_models()
     assert len(body) == len(known_model_names())  # every model file registers an importable model
     assert all(r[3] == "-" and r[5] == "-" for r in body)  # nothing cached yet
+    from ubench.models.pretrained import pretrained_records
+
+    backbone = {r[0]: r[7] for r in body}
+    assert backbone["pranet"] == "res2net101_v1b_26w_4s" and backbone["unet"] == "-"
+    assert all((backbone[n] != "-") == bool(pretrained_records(n)) for n in backbone)
     assert "`ubench models list --flops` computes them" in out
     assert not cache.exists()
 
@@ -122,7 +127,7 @@ def test_in_top10_and_sort_by_top10(capsys, cache):
     assert set(names) == expected and 0 < len(names) < len(list_models())
     totals = []
     for r in body:
-        iou, us = map(int, r[7].split("/"))
+        iou, us = map(int, r[8].split("/"))
         assert (iou, us) == top10[r[0]] and iou + us > 0
         totals.append(iou + us)
     assert [(-t, n) for t, n in zip(totals, names)] == sorted((-t, n) for t, n in zip(totals, names))
@@ -131,7 +136,7 @@ def test_in_top10_and_sort_by_top10(capsys, cache):
     assert main(["models", "list", "--sort", "top10"]) == 0  # without the filter: zeros come last
     all_rows = rows(capsys.readouterr().out)
     assert len(all_rows) == len(list_models())
-    assert [r[0] for r in all_rows[:len(names)]] == names and all_rows[-1][7] == "0/0"
+    assert [r[0] for r in all_rows[:len(names)]] == names and all_rows[-1][8] == "0/0"
 
 
 def _subparsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):

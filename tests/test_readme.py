@@ -31,12 +31,15 @@ NOT_RUN = {
     "docker ": "needs Docker and an NVIDIA GPU (the GPU image)",
     "ubench publish": "needs a DVC remote; tests/test_remotes.py publishes to local and S3 (moto) remotes",
     "dvc pull": "needs a DVC remote; tests/test_remotes.py pulls from one",
+    "dvc exp run -S train.pretrained=true": "needs the ImageNet backbone files (downloads); "
+                                            "tests/test_pretrained.py trains from files the test writes",
     "ubench verify": "reruns stages in a scratch copy; tests/test_verify.py runs it on the tiny grid",
 }
 # prefix -> what to check in the output of a command this test runs
 RUN = {
     "ubench models list": "unet",
     "ubench models show": "unet",
+    "ubench models weights": "res2net101_v1b_26w_4s-0812c246.pth",
     "ubench uscore calc": "U-Score",
     "dvc exp run -S candidate.model=malunet": "",
     "dvc exp show --md": "| Experiment",

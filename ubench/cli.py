@@ -352,8 +352,8 @@ def cmd_advise(args: argparse.Namespace) -> int:
 def _add_models(sub) -> None:
     p = sub.add_parser("models", help="list the model zoo, or show one model's record",
                        description="`models list` prints the registered models as a table (see `ubench "
-                       "models list --help`); `models show NAME` prints one model's ModelInfo as JSON. "
-                       "Neither reads params.yaml or writes anything in the project.")
+                       "models list --help`); `models show NAME` prints one model's ModelInfo as JSON; `models "
+                       "weights` lists the pretrained backbone files. None writes anything in the project.")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     pl = msub.add_parser(
         "list", help="table of models",
@@ -376,12 +376,35 @@ def _add_models(sub) -> None:
                          "and their source, accepted input sizes, deep supervision) as JSON.")
     ps.add_argument("name")
     ps.set_defaults(func=cmd_models_show)
+    pw = msub.add_parser(
+        "weights", help="pretrained backbone files: which model needs which, and whether they are here",
+        description="List the ImageNet weight files U-Bench loads into some models' backbones, the "
+        "models that load each, the URL U-Bench fetches it from, and whether the weights folder holds "
+        "it. ubench never downloads them: with `train.pretrained: true` in params.yaml, training reads "
+        "them from train.weights_dir and stops, naming the file, when one is missing.")
+    pw.add_argument("--dir", default=None,
+                    help="the weights folder (default: train.weights_dir of ./params.yaml, else weights)")
+    pw.set_defaults(func=cmd_models_weights)
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     from ubench.model_table import models_table
 
     print(models_table(args.family, compute=args.flops, sort=args.sort, in_top10=args.in_top10))
+    return 0
+
+
+def cmd_models_weights(args: argparse.Namespace) -> int:
+    from ubench.model_table import weights_table
+
+    folder = args.dir
+    if folder is None:
+        folder = "weights"
+        if Path("params.yaml").is_file():
+            from ubench.config import load_config
+
+            folder = load_config("params.yaml").train.weights_dir
+    print(weights_table(folder))
     return 0
 
 

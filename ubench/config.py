@@ -75,6 +75,8 @@ class TrainConfig:
     lambda_dice: float
     num_workers: int
     threads: int
+    pretrained: bool  # load the ImageNet backbone weights U-Bench loads (ubench/models/pretrained.py)
+    weights_dir: str  # the folder those weight files are read from (never downloaded)
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,8 @@ def _validate(cfg: Config, source: str) -> None:
     for key in ("epochs", "batch_size"):
         need(getattr(cfg.train, key) >= 1, f"`train.{key}` is {getattr(cfg.train, key)}", "use an integer >= 1")
     need(cfg.train.lr > 0, f"`train.lr` is {cfg.train.lr}", "use a positive learning rate, e.g. 0.01")
+    need(cfg.train.weights_dir.strip() != "", "`train.weights_dir` is empty",
+         "name the folder that holds the pretrained backbone files, e.g. `weights`")
     need(cfg.train.num_workers >= 0 and cfg.train.threads >= 0,
          "`train.num_workers`/`train.threads` must be >= 0", "use 0 (threads: 0 = every core)")
     need(0.0 < cfg.evaluate.threshold < 1.0, f"`evaluate.threshold` is {cfg.evaluate.threshold}",

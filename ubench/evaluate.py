@@ -96,6 +96,9 @@ def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split:
         "metrics": summarize(frame),
         "prediction": {**degeneracy(frame), "criterion": DEGENERATE_CRITERION},
         "train": as_dict(cfg.train),
+        # what the checkpoint was trained from (ubench/models/pretrained.py); older checkpoints
+        # predate the record: null
+        "pretrained": ckpt.get("pretrained"),
         "dataset_info": _dataset_record(ds),
         "platform": platform_fingerprint(dev),  # where it was computed (ubench verify)
     }

@@ -142,6 +142,7 @@ def models_table(family: str | None = None, compute: bool = False, sort: str = "
                  in_top10: bool = False, progress: bool = True) -> str:
     """The Markdown table of `ubench models list`, with its footer notes."""
     from ubench.models import list_models, model_info, unavailable_models
+    from ubench.models.pretrained import pretrained_records
 
     if sort not in SORTS:
         raise UbenchError(f"unknown sort {sort!r}", f"use one of: {', '.join(SORTS)}")
@@ -154,8 +155,8 @@ def models_table(family: str | None = None, compute: bool = False, sort: str = "
     known, note = complexity_table(names, compute=compute, progress=progress)
 
     lines = ["| name | family | year | params (M) | ref params (M) | FLOPs (G, 256²) | deep sup. | "
-             "U-Bench top-10s (IoU/U-Score) |",
-             "|---|---|---|---:|---:|---:|---|---:|"]
+             "pretrained backbone | U-Bench top-10s (IoU/U-Score) |",
+             "|---|---|---|---:|---:|---:|---|---|---:|"]
     for name in names:
         info = model_info(name)
         entry = known.get(name)
@@ -166,12 +167,39 @@ def models_table(family: str | None = None, compute: bool = False, sort: str = "
             flops = f"{entry['gflops']:.2f}" + ("" if size == 256 else f" ({size}²)")
         ref = f"{info.ref_params_m:.2f}" if info.ref_params_m else "-"
         iou, us = top10.get(name, (0, 0))
+        backbones = " + ".join(rec["backbone"] for rec in pretrained_records(name)) or "-"
         lines.append(f"| {name} | {info.family} | {info.year} | {params} | {ref} | {flops} | "
-                     f"{'yes' if info.deep_supervision else 'no'} | {iou}/{us} |")
+                     f"{'yes' if info.deep_supervision else 'no'} | {backbones} | {iou}/{us} |")
     lines.append(f"\n{len(names)} model(s). Top-10s: how often U-Bench's published per-dataset top-10 "
-                 "(in-domain and zero-shot) holds the model, by IoU / by U-Score.")
+                 "(in-domain and zero-shot) holds the model, by IoU / by U-Score. Pretrained backbone: "
+                 "what U-Bench initialises with ImageNet weights; ubench builds it untrained unless "
+                 "params.yaml sets `train.pretrained: true` (files: `ubench models weights`).")
     if note:
         lines.append(note)
     for name, why in unavailable_models().items():
         lines.append(f"\n{name}: unavailable ({why})")
+    return "\n".join(lines)
+
+
+def weights_table(weights_dir: str | Path) -> str:
+    """The table of `ubench models weights`: each pretrained file, the models that load it, its URL,
+    and whether ``weights_dir`` holds it (hashes are computed when training loads it, not here)."""
+    from ubench.models import list_models
+    from ubench.models.pretrained import pretrained_records
+
+    weights_dir = Path(weights_dir)
+    files: dict[str, dict] = {}
+    for name in list_models():
+        for rec in pretrained_records(name):
+            entry = files.setdefault(rec["file"], {"backbone": rec["backbone"], "url": rec.get("url", ""),
+                                                   "models": []})
+            entry["models"].append(name)
+    lines = [f"| file | backbone | models | in {weights_dir}/ | URL (where U-Bench gets it) |",
+             "|---|---|---|---|---|"]
+    for file, entry in sorted(files.items()):
+        here = "yes" if (weights_dir / file).is_file() else "no"
+        lines.append(f"| {file} | {entry['backbone']} | {', '.join(entry['models'])} | {here} | "
+                     f"{entry['url'] or '-'} |")
+    lines.append(f"\n{len(files)} file(s). Used only with `train.pretrained: true` in params.yaml; "
+                 f"then a model whose file is missing stops before training, naming it.")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from ubench.errors import UbenchError
 from ubench.inference import EVAL_BATCH, make_dataset, predict_scores
 from ubench.io import atomic_outputs
 from ubench.models import create_model
+from ubench.models.pretrained import load_pretrained, pretrained_records
 from ubench.runtime import device, make_deterministic, platform_fingerprint
 
 
@@ -43,6 +44,13 @@ def make_loss(cfg: Config, num_classes: int = 1):
     return loss_fn
 
 
+def pretrained_record(model: torch.nn.Module, model_name: str, tc) -> dict:
+    """Load the backbone weights U-Bench loads when ``train.pretrained`` asks for them; return what
+    the checkpoint and metrics record: whether they were asked for, and each file's name and hash."""
+    files = load_pretrained(model, model_name, tc.weights_dir) if tc.pretrained else []
+    return {"requested": tc.pretrained, "has_backbone": bool(pretrained_records(model_name)), "files": files}
+
+
 def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, live_dir: Path,
                 protocol: str) -> dict:
     """Train ``model_name`` on a prepared dataset; write the best checkpoint and dvclive logs."""
@@ -57,7 +65,9 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
         raise UbenchError(f"{prepared}: the train or val split is empty",
                           "use more images or other split fractions in params.yaml `split`")
     num_classes = train_ds.num_classes
-    model = create_model(model_name, num_classes=num_classes, in_channels=3).to(dev)
+    model = create_model(model_name, num_classes=num_classes, in_channels=3)
+    pretrained = pretrained_record(model, model_name, tc)
+    model = model.to(dev)
     gen = torch.Generator().manual_seed(tc.seed)
     drop_last = len(train_ds) > tc.batch_size  # a batch of 1 breaks BatchNorm
     train_dl = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=True, generator=gen,
@@ -112,6 +122,7 @@ def train_model(model_name: str, prepared: Path, cfg: Config, ckpt_path: Path, l
                     "num_classes": num_classes, "class_names": train_ds.class_names,
                     "val_iou": val_iou, "protocol": protocol, "platform": fingerprint,
                     "train": as_dict(cfg.train), "data": as_dict(cfg.data),
+                    "pretrained": pretrained,
                 }
             tqdm.write(f"{model_name}: epoch {epoch + 1}/{tc.epochs} loss {train_loss:.4f} "
                        f"val IoU {val_iou:.4f}")

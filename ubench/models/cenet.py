@@ -26,68 +26,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ubench.models.ops.resnet import ResNet34Encoder
+from ubench.models.ops.linknet import PYRAMID_POOLS, DenseAtrousContext, LinkNetUp, PoolingPyramid
+from ubench.models.ops.resnet import ResNet34Encoder, torchvision_resnet_record
 from ubench.models.registry import ModelInfo, register_model
 
 STRIDE = 32
-RMP_POOLS = (2, 3, 5, 6)
-MIN_SIZE = STRIDE * max(RMP_POOLS)  # 192: the largest pool must fit layer4
+MIN_SIZE = STRIDE * max(PYRAMID_POOLS)  # 192: the largest pool must fit layer4
 SIZES = tuple(range(MIN_SIZE, 1024 + 1, STRIDE))
 DECODER_WIDTHS = (256, 128, 64, 64)
-
-
-class DenseAtrousBlock(nn.Module):
-    """DAC: four cascaded branches of growing receptive field (1, 3, 9, 19) summed with the input."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.d1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.d3 = nn.Conv2d(channels, channels, 3, padding=3, dilation=3)
-        self.d5 = nn.Conv2d(channels, channels, 3, padding=5, dilation=5)
-        self.mix = nn.Conv2d(channels, channels, 1)
-        for conv in (self.d1, self.d3, self.d5, self.mix):
-            nn.init.zeros_(conv.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.d1(x)
-        ab = self.d3(a)
-        branches = (a, self.mix(self.d3(x)), self.mix(ab), self.mix(self.d5(ab)))
-        return x + sum(F.relu(b) for b in branches)
-
-
-class ResidualMultiPooling(nn.Module):
-    """RMP: one-channel summaries of four max-pooled scales, concatenated in front of the input."""
-
-    def __init__(self, channels: int, pools=RMP_POOLS):
-        super().__init__()
-        self.pools = pools
-        self.squeeze = nn.Conv2d(channels, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        maps = [
-            F.interpolate(self.squeeze(F.max_pool2d(x, p, p)), size=size, mode="bilinear", align_corners=False)
-            for p in self.pools
-        ]
-        return torch.cat(maps + [x], dim=1)
-
-
-def bn_relu_after(conv: nn.Module, channels: int) -> list[nn.Module]:
-    return [conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
-
-
-class DecoderBlock(nn.Sequential):
-    """1x1 squeeze to in/4, transposed 3x3 conv x2 upsampling, 1x1 expand; each + BN + ReLU."""
-
-    def __init__(self, in_ch: int, out_ch: int):
-        mid = in_ch // 4
-        super().__init__(
-            *bn_relu_after(nn.Conv2d(in_ch, mid, 1), mid),
-            *bn_relu_after(nn.ConvTranspose2d(mid, mid, 3, stride=2, padding=1, output_padding=1), mid),
-            *bn_relu_after(nn.Conv2d(mid, out_ch, 1), out_ch),
-        )
 
 
 class CENet(nn.Module):
@@ -97,10 +44,10 @@ class CENet(nn.Module):
         super().__init__()
         self.encoder = ResNet34Encoder(in_channels)
         top = ResNet34Encoder.out_channels[-1]
-        self.dac = DenseAtrousBlock(top)
-        self.rmp = ResidualMultiPooling(top)
-        ins = (top + len(RMP_POOLS),) + DECODER_WIDTHS[:-1]
-        self.decoder = nn.ModuleList(DecoderBlock(i, o) for i, o in zip(ins, DECODER_WIDTHS))
+        self.dac = DenseAtrousContext(top)
+        self.rmp = PoolingPyramid(top)
+        ins = (top + len(PYRAMID_POOLS),) + DECODER_WIDTHS[:-1]
+        self.decoder = nn.ModuleList(LinkNetUp(i, o) for i, o in zip(ins, DECODER_WIDTHS))
         self.head = nn.Sequential(
             nn.ConvTranspose2d(DECODER_WIDTHS[-1], 32, 4, stride=2, padding=1),
             nn.ReLU(inplace=True),
@@ -136,6 +83,17 @@ class CENet(nn.Module):
         size_multiple=STRIDE,
         notes="ResNet-34 encoder untrained (U-Bench: ImageNet-pretrained); multiples of 32 from "
         "192 (the RMP block's 6x6 pooling needs layer4 >= 6x6); stem honours in_channels",
+        extra={
+            "pretrained": torchvision_resnet_record(
+                "resnet34", "encoder.",
+                "CE_Net_: get_resnet_backbone('resnet34')(pretrain=True) builds "
+                "backbones/resnet/build_resnet.py (conv1, bn1, layer1-4, no fc) and loads "
+                "model_zoo.load_url(model_urls['resnet34']) with strict=False (fc ignored) -> "
+                "firstconv/firstbn, encoder1-4; torchvision's legacy file of the ImageNet weights "
+                "resnet34-b627a593.pth re-serialises",
+                file="resnet34-333f7ec4.pth",
+            ),
+        },
     )
 )
 def cenet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:

@@ -165,6 +165,14 @@ class DoubleUNet(nn.Module):
         return [y1, y2]
 
 
+# vgg19-dcbb9e9d.pth ``features.<i>`` -> ``encoder1.stages.<k>.<i>``: the conv indices of each stage
+# (features 36, the last max-pool, has no weights)
+VGG19_KEY_MAP = [
+    [rf"^features\.({'|'.join(map(str, convs))})\.", rf"encoder1.stages.{k}.\1."]
+    for k, convs in enumerate(((0, 2), (5, 7), (10, 12, 14, 16), (19, 21, 23, 25), (28, 30, 32, 34)))
+]
+
+
 @register_model(
     ModelInfo(
         family="cnn",
@@ -188,10 +196,14 @@ class DoubleUNet(nn.Module):
         extra={
             "pretrained": {
                 "backbone": "vgg19",
-                "module": "encoder1",
                 "source": "torchvision.models.vgg19(pretrained=True).features[:36] "
-                "(features.<i> -> encoder1.stages.<k>.<i>)",
+                "(features.<i> -> encoder1.stages.<k>.<i>); the classifier is not kept",
                 "file": "vgg19-dcbb9e9d.pth",
+                "url": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+                "hash_in_name": True,
+                "modules": ["encoder1"],
+                "key_map": VGG19_KEY_MAP,
+                "drop": [r"^classifier\."],
             }
         },
     )

@@ -35,10 +35,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ubench.models.ops.common import Mlp, map_to_tokens, tokens_to_map
-from ubench.models.ops.resnet import init_resnet_weights
+from ubench.models.ops.resnet import Bottleneck, init_resnet_weights, res_stage
 from ubench.models.ops.swin import swin_init, swin_stage
 from ubench.models.registry import ModelInfo, register_model
 
@@ -56,37 +55,6 @@ DLF_MLP = (2.0, 2.0)
 # --- ResNet-50 trunk (conv1 .. layer3), torchvision layout, untrained -------------------------
 
 
-class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided), 1x1 expand x4, each with BN; projection shortcut if needed."""
-
-    def __init__(self, in_ch: int, planes: int, stride: int = 1):
-        super().__init__()
-        out_ch = 4 * planes
-        self.body = nn.Sequential(
-            nn.Conv2d(in_ch, planes, 1, bias=False),
-            nn.BatchNorm2d(planes),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(planes),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(planes, out_ch, 1, bias=False),
-            nn.BatchNorm2d(out_ch),
-        )
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.body(x) + self.shortcut(x))
-
-
-def _bottleneck_stage(in_ch: int, planes: int, depth: int, stride: int) -> nn.Sequential:
-    blocks = [Bottleneck(in_ch, planes, stride)] + [Bottleneck(4 * planes, planes) for _ in range(depth - 1)]
-    return nn.Sequential(*blocks)
-
-
 class ResNet50Trunk(nn.Module):
     """Stem + layer1..layer3 of ResNet-50, torchvision's initialisation (Kaiming fan_out)."""
 
@@ -98,9 +66,9 @@ class ResNet50Trunk(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
-        self.layer1 = _bottleneck_stage(64, 64, 3, 1)
-        self.layer2 = _bottleneck_stage(256, 128, 4, 2)
-        self.layer3 = _bottleneck_stage(512, 256, 6, 2)
+        self.layer1 = res_stage(Bottleneck, 64, 64, 3, 1)
+        self.layer2 = res_stage(Bottleneck, 256, 128, 4, 2)
+        self.layer3 = res_stage(Bottleneck, 512, 256, 6, 2)
         init_resnet_weights(self)
 
 

@@ -213,20 +213,11 @@ class LVUNet(nn.Module):
         return x
 
 
-# torchvision mobilenet_v3_large checkpoint key prefix -> ours (features 10-16, the classifier
-# and its head are not used)
-PRETRAINED_KEY_MAP = {
-    "features.0": "firstconv",
-    "features.1": "encoder1.0",
-    "features.2": "encoder1.1",
-    "features.3": "encoder2.0",
-    "features.4": "encoder2.1",
-    "features.5": "encoder2.2",
-    "features.6": "encoder3.0",
-    "features.7": "encoder3.1",
-    "features.8": "encoder3.2",
-    "features.9": "encoder3.3",
-}
+# torchvision mobilenet_v3_large checkpoint ``features.<i>`` -> ours, as (regex, replacement) pairs
+# for ubench/models/pretrained.py; features 10-16 and the classifier are not used (``drop``)
+_FEATURE_TARGETS = ("firstconv", "encoder1.0", "encoder1.1", "encoder2.0", "encoder2.1", "encoder2.2",
+                    "encoder3.0", "encoder3.1", "encoder3.2", "encoder3.3")
+PRETRAINED_KEY_MAP = [[rf"^features\.{i}\.", f"{target}."] for i, target in enumerate(_FEATURE_TARGETS)]
 
 
 @register_model(
@@ -253,10 +244,14 @@ PRETRAINED_KEY_MAP = {
         extra={
             "pretrained": {
                 "backbone": "mobilenet_v3_large (features 0-9)",
-                "module": "firstconv, encoder1, encoder2, encoder3",
-                "source": "torchvision.models.mobilenet_v3_large(pretrained=True)",
+                "source": "torchvision.models.mobilenet_v3_large(pretrained=True): features[0] -> "
+                "firstconv, features[1:3] / [3:6] / [6:10] -> encoder1 / encoder2 / encoder3",
                 "file": "mobilenet_v3_large-8738ca79.pth",
+                "url": "https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth",
+                "hash_in_name": True,
+                "modules": ["firstconv", "encoder1", "encoder2", "encoder3"],
                 "key_map": PRETRAINED_KEY_MAP,
+                "drop": [r"^features\.1[0-6]\.", r"^classifier\."],
             }
         },
     )

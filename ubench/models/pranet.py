@@ -30,20 +30,16 @@ at 3 in / 1 class: 52,054,887, of which 45,225,920 in the backbone including its
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.resnet import init_resnet_weights
+from ubench.models.ops.common import up2_aligned
+from ubench.models.ops.res2net import RES2NET101_DEPTHS, Res2NetV1b, res2net_v1b_record
 from ubench.models.registry import ModelInfo, register_model
 
 CHANNEL = 32
 STRIDE = 32
-RES2NET101_DEPTHS = (3, 4, 23, 3)
-RES2NET_PLANES = (64, 128, 256, 512)
-EXPANSION = 4
 
 
 def _pair(k) -> tuple[int, int]:
@@ -62,93 +58,6 @@ class ConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x))
-
-
-# ---- Res2Net-v1b (shareable: UACANet and other Res2Net-based polyp models use the same encoder) ----
-
-
-class Res2Bottleneck(nn.Module):
-    """Res2Net bottleneck: the 3x3 conv works on ``scale`` channel groups, each group after the
-    first also receiving the previous group's output (multi-scale receptive fields in one block).
-    A stage's first block ('stage' type) strides every group's conv, skips the hierarchy and
-    average-pools the last group instead of passing it through."""
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 first: bool = False, base_width: int = 26, scale: int = 4):
-        super().__init__()
-        width = int(math.floor(planes * base_width / 64.0))
-        self.width, self.scale, self.first = width, scale, first
-        self.conv1 = nn.Conv2d(inplanes, width * scale, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width * scale)
-        if first:
-            self.pool = nn.AvgPool2d(kernel_size=3, stride=stride, padding=1)
-        self.convs = nn.ModuleList(
-            nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False) for _ in range(scale - 1)
-        )
-        self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(scale - 1))
-        self.conv3 = nn.Conv2d(width * scale, planes * EXPANSION, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * EXPANSION)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        groups = torch.split(self.relu(self.bn1(self.conv1(x))), self.width, 1)
-        outs = []
-        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
-            g = groups[i] if i == 0 or self.first else outs[-1] + groups[i]
-            outs.append(self.relu(bn(conv(g))))
-        outs.append(self.pool(groups[-1]) if self.first else groups[-1])
-        out = self.bn3(self.conv3(torch.cat(outs, 1)))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + shortcut)
-
-
-def _res2_stage(inplanes: int, planes: int, depth: int, stride: int) -> nn.Sequential:
-    """``depth`` bottlenecks; the first one with the v1b shortcut (avg-pool, then 1x1 conv + BN)."""
-    downsample = nn.Sequential(
-        nn.AvgPool2d(kernel_size=stride, stride=stride, ceil_mode=True, count_include_pad=False),
-        nn.Conv2d(inplanes, planes * EXPANSION, 1, bias=False),
-        nn.BatchNorm2d(planes * EXPANSION),
-    )
-    blocks = [Res2Bottleneck(inplanes, planes, stride, downsample, first=True)]
-    blocks += [Res2Bottleneck(planes * EXPANSION, planes) for _ in range(depth - 1)]
-    return nn.Sequential(*blocks)
-
-
-class Res2NetV1b(nn.Module):
-    """Res2Net-v1b 26w x 4s with a deep stem; attribute names follow the released checkpoints
-    (conv1, bn1, layer1..4, fc), so ``load_state_dict`` takes them as they are. ``fc`` is the
-    ImageNet classifier: built (it is in the checkpoint and in U-Bench's count), never called."""
-
-    def __init__(self, in_channels: int = 3, depths=RES2NET101_DEPTHS, num_classes: int = 1000):
-        super().__init__()
-        self.conv1 = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, 2, 1, bias=False),
-            nn.BatchNorm2d(32),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(32, 32, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(32),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(32, 64, 3, 1, 1, bias=False),
-        )
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        inplanes = 64
-        for i, (planes, depth) in enumerate(zip(RES2NET_PLANES, depths)):
-            self.add_module(f"layer{i + 1}", _res2_stage(inplanes, planes, depth, 1 if i == 0 else 2))
-            inplanes = planes * EXPANSION
-        self.fc = nn.Linear(inplanes, num_classes)
-        init_resnet_weights(self)
-
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The outputs of layer1..4 (strides 4, 8, 16, 32)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        feats = []
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = layer(x)
-            feats.append(x)
-        return feats
 
 
 # ---- PraNet head ----
@@ -176,10 +85,6 @@ class RFB(nn.Module):
         return F.relu(y + self.shortcut(x))
 
 
-def _up2(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-
-
 class PartialDecoder(nn.Module):
     """Aggregates the three deepest (RFB-reduced) maps into a coarse map at stride 8."""
 
@@ -193,10 +98,10 @@ class PartialDecoder(nn.Module):
         self.head = nn.Conv2d(3 * c, num_classes, 1)
 
     def forward(self, x1, x2, x3):  # strides 32, 16, 8
-        x2_1 = self.up1(_up2(x1)) * x2
-        x3_1 = self.up2(_up2(_up2(x1))) * self.up3(_up2(x2)) * x3
-        x2_2 = self.cat2(torch.cat([x2_1, self.up4(_up2(x1))], 1))
-        x3_2 = self.cat3(torch.cat([x3_1, self.up5(_up2(x2_2))], 1))
+        x2_1 = self.up1(up2_aligned(x1)) * x2
+        x3_1 = self.up2(up2_aligned(up2_aligned(x1))) * self.up3(up2_aligned(x2)) * x3
+        x2_2 = self.cat2(torch.cat([x2_1, self.up4(up2_aligned(x1))], 1))
+        x3_2 = self.cat3(torch.cat([x3_1, self.up5(up2_aligned(x2_2))], 1))
         return self.head(self.fuse(x3_2))
 
 
@@ -272,14 +177,12 @@ class PraNet(nn.Module):
         "bilinear, align_corners=False as in the reference.",
         extra={
             "unused_params": ["backbone.fc.weight", "backbone.fc.bias"],
-            "pretrained": {
-                "backbone": "res2net101_v1b_26w_4s",
-                "module": "backbone",
-                "source": "Res2Net_v1b.res2net50_v1b_26w_4s(pretrained=True): builds layers "
-                "[3, 4, 23, 3] and loads model_zoo.load_url('https://shanghuagao.oss-cn-beijing."
-                "aliyuncs.com/res2net/res2net101_v1b_26w_4s-0812c246.pth')",
-                "file": "res2net101_v1b_26w_4s-0812c246.pth",
-            },
+            "pretrained": res2net_v1b_record(
+                RES2NET101_DEPTHS,
+                "Res2Net_v1b.res2net50_v1b_26w_4s(pretrained=True): builds layers [3, 4, 23, 3] and "
+                "loads the res2net101_v1b_26w_4s release with a strict load_state_dict (classifier "
+                "included) into PraNet.resnet",
+            ),
         },
     )
 )

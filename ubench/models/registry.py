@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the registry itself needs no torch: `known_model_names` sta
 
 FAMILIES = ("cnn", "transformer", "mamba", "rwkv", "hybrid")
 _PACKAGE = "ubench.models"
-_NOT_MODELS = {"registry", "ops", "__init__"}
+_NOT_MODELS = {"registry", "ops", "pretrained", "__init__"}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ def stochastic_depth(p: float) -> nn.Module:
     return DropPath(p)
 
 
+def up2_aligned(x: torch.Tensor) -> torch.Tensor:
+    """x2 bilinear upsampling with ``align_corners=True`` (the partial decoders of PraNet and
+    CaraNet, the reference's ``nn.Upsample(scale_factor=2, mode='bilinear', align_corners=True)``)."""
+    return torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+
+
 def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) feature map -> (B, H*W, C) row-major tokens."""
     return x.flatten(2).transpose(1, 2)
