@@ -20,7 +20,6 @@ its name and SHA-256, recorded in every checkpoint and metrics file.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from ubench.errors import UbenchError
+from ubench.io import sha256_file
 
 # torch.hub's convention: a file named NAME-<first hex digits of its SHA-256>.EXT
 _HUB_HASH = re.compile(r"-([a-f0-9]{6,})\.")
@@ -47,14 +47,6 @@ def pretrained_records(name: str) -> list[dict]:
 def required_files(name: str) -> list[str]:
     """The weight files model ``name`` needs under ``train.weights_dir`` when pretrained."""
     return [rec["file"] for rec in pretrained_records(name)]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fetch_hint(rec: dict, weights_dir: Path) -> str:
