@@ -24,7 +24,7 @@ PARAM_TOLERANCE = 0.03
 # `-m slow`; the default suite still builds them (parameter count, seeding, size checks) and runs
 # their eval-mode forward with other channel and class counts.
 HEAVY = {"uctransnet", "da_transunet", "transunet", "h2former", "unetr", "mamba_unet", "swin_umamba", "vmunet",
-         "mca_unet", "perspective_unet"}
+         "mca_unet", "perspective_unet", "fcbformer", "transresunet"}
 
 
 def _quick_params(name: str) -> list:

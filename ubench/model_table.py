@@ -193,7 +193,8 @@ def weights_table(weights_dir: str | Path) -> str:
         for rec in pretrained_records(name):
             entry = files.setdefault(rec["file"], {"backbone": rec["backbone"], "url": rec.get("url", ""),
                                                    "models": []})
-            entry["models"].append(name)
+            if name not in entry["models"]:  # a file may fill two modules of one model (two records)
+                entry["models"].append(name)
     lines = [f"| file | backbone | models | in {weights_dir}/ | URL (where U-Bench gets it) |",
              "|---|---|---|---|---|"]
     for file, entry in sorted(files.items()):

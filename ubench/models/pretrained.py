@@ -46,7 +46,7 @@ def pretrained_records(name: str) -> list[dict]:
 
 def required_files(name: str) -> list[str]:
     """The weight files model ``name`` needs under ``train.weights_dir`` when pretrained."""
-    return [rec["file"] for rec in pretrained_records(name)]
+    return list(dict.fromkeys(rec["file"] for rec in pretrained_records(name)))  # one file may fill two modules
 
 
 def _fetch_hint(rec: dict, weights_dir: Path) -> str:

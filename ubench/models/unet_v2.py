@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ubench.models.ops.pvt import PVTv2Encoder
+from ubench.models.ops.pvt import PVTv2Encoder, pvt_v2_record
 from ubench.models.registry import ModelInfo, register_model
 
 CHANNEL = 32
@@ -136,20 +136,10 @@ class UNetV2(nn.Module):
         return [F.interpolate(o, scale_factor=s, mode="bilinear") for o, s in zip(outs, scales)]
 
 
-# U-Bench's Encoder default pretrain_path (models/CNN/UNet_v2/UNet_v2.py)
-# U-Bench downloads pvt_v2_b2.pth from a Google Drive link with session parameters (file id
-# 1l60Nzd2EQNZWbMHkvItDUUUp6KTlD0vt), which may expire; the PVT authors publish pvt_v2_b2.pth as
-# a GitHub release (not checked to be byte-identical: ubench records the SHA-256 of what it loads)
-PVT_V2_B2_URL = "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2.pth"
-# pvt_v2_b2.pth keys (patch_embed{n}, block{n}, norm{n}, mlp.dwconv.dwconv) -> PVTv2Encoder keys
-# (stages.{n-1}.embed / .blocks / .norm, mlp.dwconv) under encoder.; attention names are the same
-PVT_KEY_MAP = [
-    pair
-    for n in range(1, 5)
-    for pair in ([rf"^patch_embed{n}\.", f"stages.{n - 1}.embed."],
-                 [rf"^block{n}\.", f"stages.{n - 1}.blocks."],
-                 [rf"^norm{n}\.", f"stages.{n - 1}.norm."])
-] + [[r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv."], [r"^", "encoder."]]
+# U-Bench's Encoder default pretrain_path (models/CNN/UNet_v2/UNet_v2.py) is a Google Drive link
+# with session parameters (file id 1l60Nzd2EQNZWbMHkvItDUUUp6KTlD0vt), which may expire; the PVT
+# authors publish pvt_v2_b2.pth as a GitHub release, the record's URL (not checked to be
+# byte-identical: ubench records the SHA-256 of what it loads)
 
 
 @register_model(
@@ -174,17 +164,11 @@ PVT_KEY_MAP = [
         "to the level's (H, W) where U-Bench assumes square maps: same result for square inputs.",
         extra={
             "unused_params": ["ups.3.weight"],
-            "pretrained": {
-                "backbone": "pvt_v2_b2",
-                "source": "torch.hub.load_state_dict_from_url(<Google Drive URL of pvt_v2_b2.pth>) "
-                "loaded into pvtv2.pvt_v2_b2() (keys patch_embed{1-4}, block{1-4}, norm{1-4}; "
-                "non-matching keys such as head dropped)",
-                "file": "pvt_v2_b2.pth",
-                "url": PVT_V2_B2_URL,
-                "modules": ["encoder"],
-                "key_map": PVT_KEY_MAP,
-                "drop": [r"^head\."],
-            },
+            "pretrained": pvt_v2_record(
+                "b2", "encoder.",
+                "torch.hub.load_state_dict_from_url(<Google Drive URL of pvt_v2_b2.pth>) loaded into "
+                "pvtv2.pvt_v2_b2() (keys patch_embed{1-4}, block{1-4}, norm{1-4}; non-matching keys "
+                "such as head dropped)"),
         },
     )
 )

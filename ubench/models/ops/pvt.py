@@ -32,6 +32,8 @@ class PVTConfig:
 
 
 PVT_V2_B2 = PVTConfig()
+PVT_V2_B3 = PVTConfig(depths=(3, 4, 18, 3))
+PVT_RELEASE_URL = "https://github.com/whai362/PVT/releases/download/v2/{file}"
 _BlockNorm = partial(nn.LayerNorm, eps=1e-6)  # blocks and stage norms; patch embeddings use 1e-5
 
 
@@ -154,3 +156,33 @@ class PVTv2Encoder(nn.Module):
             x = stage(x)
             feats.append(x)
         return feats
+
+
+def pvt_v2_key_map(prefix: str) -> list[list[str]]:
+    """(regex, replacement) pairs taking the PVT authors' release keys (patch_embed{n}, block{n},
+    norm{n}, mlp.dwconv.dwconv) onto a ``PVTv2Encoder`` at ``prefix`` (stages.{n-1}.embed /
+    .blocks / .norm, mlp.dwconv); attention names are the same."""
+    pairs = [
+        pair
+        for n in range(1, 5)
+        for pair in ([rf"^patch_embed{n}\.", f"stages.{n - 1}.embed."],
+                     [rf"^block{n}\.", f"stages.{n - 1}.blocks."],
+                     [rf"^norm{n}\.", f"stages.{n - 1}.norm."])
+    ]
+    return pairs + [[r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv."], [r"^", prefix]]
+
+
+def pvt_v2_record(variant: str, prefix: str, source: str, url: str | None = None) -> dict:
+    """The ``extra["pretrained"]`` record (ubench/models/pretrained.py) of the ImageNet
+    ``pvt_v2_<variant>.pth`` loaded into a ``PVTv2Encoder`` at ``prefix``. ``source`` says where
+    U-Bench loads it; ``url`` defaults to the PVT authors' GitHub release of that file."""
+    file = f"pvt_v2_{variant}.pth"
+    return {
+        "backbone": f"pvt_v2_{variant}",
+        "source": source,
+        "file": file,
+        "url": url or PVT_RELEASE_URL.format(file=file),
+        "modules": [prefix.rstrip(".")],
+        "key_map": pvt_v2_key_map(prefix),
+        "drop": [r"^head\."],
+    }

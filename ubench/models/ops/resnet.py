@@ -156,22 +156,23 @@ class ResNet50Encoder(ResNetEncoder):
         super().__init__(in_channels, Bottleneck, RESNET50_DEPTHS)
 
 
-TORCHVISION_RESNET_FILES = {"resnet34": "resnet34-b627a593.pth", "resnet50": "resnet50-0676ba61.pth"}
+TORCHVISION_RESNET_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
+                            "resnet50": "resnet50-0676ba61.pth"}
 
 
 def torchvision_resnet_record(arch: str, prefix: str, source: str, drop_fc: bool = True,
                               file: str | None = None) -> dict:
     """The ``extra["pretrained"]`` record (ubench/models/pretrained.py) of torchvision's ImageNet
     ``arch`` loaded into a ``ResNetEncoder`` at ``prefix``. ``source`` says where U-Bench puts it;
-    ``drop_fc`` leaves out the classifier; ``file`` names another release than torchvision's
-    current one (the name's SHA-256 prefix is then not checked)."""
+    ``drop_fc`` leaves out the classifier; ``file`` names another (older) torchvision release
+    than the current one. Every torchvision file name carries its SHA-256 prefix, which is checked."""
     name = file or TORCHVISION_RESNET_FILES[arch]
     return {
         "backbone": arch,
         "source": source,
         "file": name,
         "url": f"https://download.pytorch.org/models/{name}",
-        "hash_in_name": file is None,  # torchvision's loader checks its files' SHA-256 prefix
+        "hash_in_name": True,  # torchvision's loader checks its files' SHA-256 prefix, old releases too
         "modules": [prefix.rstrip(".")],
         "key_map": torchvision_resnet_key_map(prefix),
         "drop": [r"^fc\."] if drop_fc else [],
