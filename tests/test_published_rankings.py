@@ -172,10 +172,24 @@ def test_advise_without_an_advisor_prints_the_published_lists(tmp_path, monkeypa
     assert "published by U-Bench" in out and ubref.source_label() in out and "not measured here" in out
     for row in published_rows("busi"):
         assert row in out
-    assert "rwkv_unet" in out and "| LGMSNet | – |" in out  # U-Score's first has no ubench model
+    assert "rwkv_unet" in out and "| LGMSNet | lgmsnet |" in out
     assert "No trained advisor here" in out and "dvc repro advisor" in out
     assert "Advice for" not in out
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+def test_published_models_ubench_lacks_print_a_dash(tmp_path, monkeypatch, capsys):
+    """A published name with no ubench model (the page may list models ubench does not build)."""
+    real = ubref.published_top10
+
+    def without_lgmsnet(dataset, by):
+        return [{**e, "model": None} if e["name"] == "LGMSNet" else e for e in real(dataset, by)]
+
+    monkeypatch.setattr(ubref, "published_top10", without_lgmsnet)
+    monkeypatch.chdir(tmp_path)
+    assert main(["advise", "--dataset", "busi"]) == 0
+    out = capsys.readouterr().out
+    assert "| LGMSNet | – |" in out and "| LGMSNet | lgmsnet |" not in out
 
 
 def test_advise_for_an_unranked_registered_dataset_shows_its_modality(tmp_path, monkeypatch, capsys):

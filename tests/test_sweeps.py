@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import run_in
+from tests.conftest import repo_env, run_in
 
 MODELS = ("unet", "attention_unet")
 
@@ -40,11 +40,26 @@ def _experiments(show: list[dict]) -> dict[str, dict]:
     return found
 
 
+def _start_workers(repo, jobs: int) -> None:
+    """`dvc queue start`, its output to a file, not a pipe: DVC forks each worker from a process
+    that keeps the starter's stdout and stderr open until the worker exits, so a captured
+    `dvc queue start` returns only when its workers have finished (60 s idle after the last task,
+    or never if one hangs), and the status loop below would never get to say what is wrong."""
+    import subprocess
+
+    log = repo.parent / "queue-start.log"  # outside the repository: not part of any experiment
+    with open(log, "w") as out:
+        r = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=repo, env=repo_env(),
+                           stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=120)
+    assert r.returncode == 0, log.read_text()[-4000:]
+    assert "Started" in log.read_text(), log.read_text()[-4000:]
+
+
 def test_queued_candidate_sweep(tiny_copy):
     repo = tiny_copy
     for model in MODELS:
         run_in(repo, "dvc", "exp", "run", "--queue", "-S", f"candidate.model={model}")
-    run_in(repo, "dvc", "queue", "start", "-j", "2")
+    _start_workers(repo, 2)
     try:
         deadline = time.monotonic() + 600
         while True:

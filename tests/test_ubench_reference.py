@@ -57,7 +57,7 @@ def test_published_top10():
     assert [e["rank"] for e in busi] == list(range(1, 11))
     assert busi[0] == {"rank": 1, "name": "RWKV-UNet", "code_name": "RWKV_UNet", "model": "rwkv_unet"}
     assert ub.published_top10("BUSI", "uscore")[0]["name"] == "LGMSNet"
-    assert ub.published_top10("busi", "uscore")[0]["model"] is None  # ubench lacks LGMSNet
+    assert ub.published_top10("busi", "uscore")[0]["model"] == "lgmsnet"
     assert ub.published_top10("Kvasir->CVC300", "iou") == ub.published_top10("kvasir->cvc300", "iou")
     assert ub.published_top10("CHASE-STARE", "uscore")[0]["model"] == "ulite"
     total = sum(len(ub.published_top10(k, by)) for k in ub.ranked_datasets() for by in ub.BY)
@@ -78,8 +78,8 @@ def test_names_map_to_code_names_and_the_registry():
     assert ub.code_name("MADGNet") == "MFMSNet" and ub.code_name("MFMSNet") == "MFMSNet"
     assert ub.registry_name("U-Net") == "unet" and ub.registry_name("U_Net") == "unet"
     assert ub.registry_name("ResNet34UnetPlus") == "unetpp" and ub.registry_name("AttU-Net") == "attention_unet"
-    assert ub.registry_name("CE-Net") == "cenet" and ub.registry_name("CENet") is None  # two models
-    assert ub.registry_name("LGMSNet") is None
+    assert ub.registry_name("CE-Net") == "cenet" and ub.registry_name("CENet") == "cenet_pvt"  # two models
+    assert ub.registry_name("LGMSNet") == "lgmsnet" and ub.registry_name("NoSuchNet") is None
     for key in ub.ranked_datasets():
         for by in ub.BY:
             for e in ub.published_top10(key, by):

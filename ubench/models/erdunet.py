@@ -351,12 +351,18 @@ class ERDUNet(nn.Module):
         return self.head(torch.cat([net1, net2], dim=1))
 
 
-def _unused_params() -> list[str]:
-    """Parameters the reference builds but never runs, plus the threshold-mode class-map convs
-    (run, but behind a step function, so never given a gradient)."""
-    with torch.device("meta"):
-        model = ERDUNet()
-    return sorted(n for n, _ in model.named_parameters() if "unused." in n or ".score_" in n)
+# Modules the reference builds but never runs ("prefix.": every parameter under it), plus the
+# threshold-mode class-map convs (run, but behind a step function, so never given a gradient).
+UNUSED_MODULES = [
+    "unused.", "guide.unused.", "context.1.unused.", "context.2.unused.",
+    "encoder2.0.unused.", "encoder2.1.unused.", "encoder2.2.unused.",
+    "bottleneck1.aggregate.edge.unused.", "bottleneck1.regional.unused.",
+    "bottleneck2.aggregate.edge.unused.", "bottleneck2.regional.unused.",
+    "decoder1.0.regional.score_a.", "decoder1.0.regional.score_b.",
+    "decoder1.1.regional.score_a.", "decoder1.1.regional.score_b.", "decoder1.2.regional.unused.",
+    "decoder2.0.fuse_other.0.unused.", "decoder2.0.fuse_own.0.unused.",
+    "decoder2.1.fuse_other.0.unused.", "decoder2.1.fuse_own.0.unused.",
+]
 
 
 @register_model(
@@ -382,7 +388,7 @@ def _unused_params() -> list[str]:
         "get no gradient (step function); the net-2 bottleneck's regional attention runs in "
         "simple mode although its flags say (1, 1) (the reference checks simple mode first); "
         "U-Bench's ResNet stem is fixed at 3 channels, here in_channels sizes it",
-        extra={"unused_params": _unused_params()},
+        extra={"unused_params": UNUSED_MODULES},
     )
 )
 def erdunet(num_classes: int = 1, in_channels: int = 3) -> nn.Module:

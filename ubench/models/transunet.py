@@ -9,9 +9,11 @@ the "R50-ViT-B_16" config at img_size 256: BiT ResNet-50 v2 trunk (StdConv + Gro
 positions for the 16x16 token grid, 12 pre-norm ViT layers (12 heads, MLP 3072, dropout 0.1),
 then the CUP decoder (512 -> 256, 128, 64, 16, three skips: 512@H/8, 256@H/4, 64@H/2) and a 3x3
 head. Blocks live in ``ubench/models/ops/vit_hybrid.py``. Parameters at 3 in / 1 class:
-105,322,001, counted by instantiating the U-Bench code (ours: the same). U-Bench starts from
-ImageNet-21k weights; nothing is downloaded here, so the model is built untrained. U-Bench repeats
-a 1-channel input to 3 channels; here the root conv takes ``in_channels`` directly.
+105,322,001, counted by instantiating the U-Bench code (ours: the same). U-Bench's ``transunet()``
+builds the network untrained: its config names ImageNet-21k R50+ViT-B/16 weights
+(``pretrained_path``), but nothing in its build calls ``load_from``, so U-Bench's numbers come from
+training from scratch, as here. U-Bench repeats a 1-channel input to 3 channels; here the root
+conv takes ``in_channels`` directly.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ IMG_SIZE = 256
         ref_input_size=IMG_SIZE,
         input_sizes=(IMG_SIZE,),
         size_multiple=16,
-        notes="untrained (U-Bench loads ImageNet-21k R50+ViT-B/16 weights); fixed 256x256 input "
+        notes="trained from scratch, as U-Bench's build does (its config names ImageNet-21k "
+        "R50+ViT-B/16 weights, but transunet() never calls load_from); fixed 256x256 input "
         "(16x16 positional embeddings)",
     )
 )

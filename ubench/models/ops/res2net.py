@@ -82,10 +82,12 @@ class Res2NetV1b(nn.Module):
     """Res2Net-v1b 26w x 4s with a deep stem; attribute names follow the released checkpoints
     (conv1, bn1, layer1..4, fc), so ``load_state_dict`` takes them as they are. ``fc`` is the
     ImageNet classifier: built (it is in the checkpoint and in U-Bench's count), never called.
-    ``strides`` / ``dilations``: per stage (layer1..4), for a dilated, smaller output stride."""
+    ``strides`` / ``dilations``: per stage (layer1..4), for a dilated, smaller output stride.
+    ``planes``: per-stage bottleneck widths (outputs are 4x), the released (64, 128, 256, 512) by
+    default; CFM-UNet halves them."""
 
     def __init__(self, in_channels: int = 3, depths=RES2NET101_DEPTHS, num_classes: int = 1000,
-                 strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1)):
+                 strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), planes=RES2NET_PLANES):
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3, 2, 1, bias=False),
@@ -100,10 +102,10 @@ class Res2NetV1b(nn.Module):
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         inplanes = 64
-        stages = zip(RES2NET_PLANES, depths, strides, dilations)
-        for i, (planes, depth, stride, dilation) in enumerate(stages):
-            self.add_module(f"layer{i + 1}", _res2_stage(inplanes, planes, depth, stride, dilation))
-            inplanes = planes * EXPANSION
+        stages = zip(planes, depths, strides, dilations)
+        for i, (width, depth, stride, dilation) in enumerate(stages):
+            self.add_module(f"layer{i + 1}", _res2_stage(inplanes, width, depth, stride, dilation))
+            inplanes = width * EXPANSION
         self.fc = nn.Linear(inplanes, num_classes)
         init_resnet_weights(self)
 

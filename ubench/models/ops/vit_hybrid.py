@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ubench.models.ops.common import stochastic_depth
+
 # --------------------------------------------------------------------------------------------
 # ResNet-v2 (BiT) trunk with weight standardisation and GroupNorm
 # --------------------------------------------------------------------------------------------
@@ -110,12 +112,13 @@ class ResNetV2Encoder(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with one fused qkv projection (same parameters as q, k, v apart)."""
+    """Multi-head self-attention with one fused qkv projection (same parameters as q, k, v apart);
+    ``qkv_bias=False`` drops the projection's bias (MONAI's ``SABlock`` default)."""
 
-    def __init__(self, dim: int, heads: int, attn_dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, attn_dropout: float = 0.0, qkv_bias: bool = True):
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.attn_dropout = attn_dropout
         self.proj_drop = nn.Dropout(attn_dropout)
@@ -129,20 +132,27 @@ class SelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block: x + Attn(LN(x)), then x + MLP(LN(x)); GELU MLP with dropout after each FC."""
+    """Pre-norm block: x + Attn(LN(x)), then x + MLP(LN(x)); GELU MLP with dropout after each FC.
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0, attn_dropout: float = 0.0):
+    The defaults are TransUNet's (qkv bias, LayerNorm eps 1e-6); ``qkv_bias=False, eps=1e-5`` is
+    MONAI's ``TransformerBlock`` (D-TrAttUnet's ViT). ``drop_path`` > 0 adds stochastic depth on both
+    residual branches (timm's ViT ``Block``, as Conformer/ScribFormer use it).
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0, attn_dropout: float = 0.0,
+                 qkv_bias: bool = True, eps: float = 1e-6, drop_path: float = 0.0):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = SelfAttention(dim, heads, attn_dropout)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = SelfAttention(dim, heads, attn_dropout, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.fc1 = nn.Linear(dim, mlp_dim)
         self.fc2 = nn.Linear(mlp_dim, dim)
         self.drop = nn.Dropout(dropout)
+        self.drop_path = stochastic_depth(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.norm2(x))))))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.norm2(x)))))))
 
 
 class ViTEncoder(nn.Module):
