@@ -8,8 +8,10 @@ U-Bench loads and how its keys map onto ubench's module:
 - ``backbone``, ``source``, ``url``: what the weights are and where U-Bench fetches them;
 - ``file``: the file name the weights come as; ubench reads it from ``train.weights_dir``, never
   from the network (the machines that run the benchmark may have none);
-- ``modules``: prefixes of ubench's state_dict the checkpoint fills; every tensor under them must
-  be filled (``num_batches_tracked`` counters excepted), so a wrong map cannot load half a backbone;
+- ``modules``: the modules of ubench's state_dict the checkpoint fills (a module path, or one
+  tensor's full name where the reference loads a single tensor of a module); every tensor under
+  them must be filled (``num_batches_tracked`` counters excepted), so a wrong map cannot load half
+  a backbone;
 - ``key_map``: (regex, replacement) pairs applied in order with ``re.sub`` to each checkpoint key;
 - ``drop``: regexes of checkpoint keys U-Bench's model does not use (an ImageNet classifier).
 
@@ -73,6 +75,11 @@ def _read_state_dict(path: Path, rec: dict, weights_dir: Path) -> dict[str, torc
     return obj
 
 
+def in_modules(key: str, modules) -> bool:
+    """Whether state_dict ``key`` is one of ``modules`` (module paths or full tensor names)."""
+    return any(key == m.rstrip(".") or key.startswith(m.rstrip(".") + ".") for m in modules)
+
+
 def map_keys(state: dict[str, torch.Tensor], rec: dict) -> dict[str, torch.Tensor]:
     """Checkpoint keys renamed by ``rec["key_map"]``, with the ``drop`` keys left out."""
     drop = [re.compile(p) for p in rec.get("drop", ())]
@@ -131,8 +138,7 @@ def load_pretrained(model: nn.Module, name: str, weights_dir: str | Path, check_
                               f"e.g. {', '.join(unknown[:3])}",
                               f"use the file the record names ({rec['file']}, {rec['backbone']}); if it is "
                               "that file, the model's key_map is wrong: please report it")
-        prefixes = tuple(m if m.endswith(".") else m + "." for m in rec["modules"])
-        missing = sorted(k for k in own if k.startswith(prefixes) and k not in mapped
+        missing = sorted(k for k in own if in_modules(k, rec["modules"]) and k not in mapped
                          and not k.endswith("num_batches_tracked"))
         if missing:
             raise UbenchError(f"pretrained weights {path} leave {len(missing)} tensor(s) of {name}'s "

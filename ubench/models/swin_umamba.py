@@ -68,6 +68,25 @@ class VMambaEncoder(nn.Module):
         return feats
 
 
+U_STONE_URL = "https://huggingface.co/FengheTan9/U-Stone/resolve/main/vmamba_tiny_e292.pth"
+PRETRAINED = {
+    "backbone": "VMamba-T (ImageNet-1k classifier, VSSM v0, d_state 16)",
+    "source": "models/Mamba/Swin_umamba/Swin_umamba.py load_pretrained_ckpt(), called by the factory "
+    "swin_umamba(): torch.hub.load_state_dict_from_url(<HuggingFace U-Stone vmamba_tiny_e292.pth>)"
+    "['model'] copied into the VSSMEncoder (layers.i.downsample renamed downsamples.i) except the "
+    "keys of its skip list: norm.*, head.*, patch_embed.proj.* and patch_embed.norm.weight. The list "
+    "names patch_embed.norm.weight twice and never patch_embed.norm.bias, so that one tensor of the "
+    "patch embedding is loaded; loaded here too.",
+    "file": "vmamba_tiny_e292.pth",
+    "url": U_STONE_URL,
+    "modules": ["encoder.stages", "encoder.merge", "encoder.embed.norm.bias"],
+    "key_map": [[r"^layers\.(\d+)\.blocks\.", r"encoder.stages.\1."],
+                [r"^layers\.(\d+)\.downsample\.", r"encoder.merge.\1."],
+                [r"^patch_embed\.norm\.bias$", "encoder.embed.norm.bias"]],
+    "drop": [r"^norm\.", r"^head\.", r"^patch_embed\.proj\.", r"^patch_embed\.norm\.weight$"],
+}
+
+
 class SwinUMamba(nn.Module):
     """Conv stem + VMamba encoder, residual conv skips, transposed-conv decoder."""
 
@@ -124,8 +143,11 @@ class SwinUMamba(nn.Module):
         "input_channel=3)), instantiated with MONAI 1.6 blocks and counted",
         ref_input_size=256,
         size_multiple=32,
-        notes="U-Bench loads VMamba-T ImageNet weights into the encoder; built untrained here. "
-        "The 3 unused deep-supervision heads (675 parameters) are left out.",
+        notes="Built untrained; U-Bench's factory loads VMamba-T ImageNet weights (vmamba_tiny_e292.pth, "
+        "HuggingFace FengheTan9/U-Stone) into the encoder's stages and patch mergings, plus the patch "
+        "embedding's LayerNorm bias (its skip list names the LayerNorm weight twice): the pretrained "
+        "record, with train.pretrained. The 3 unused deep-supervision heads (675 parameters) are left out.",
+        extra={"pretrained": PRETRAINED},
     )
 )
 def swin_umamba(num_classes: int = 1, in_channels: int = 3) -> nn.Module:
