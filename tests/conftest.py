@@ -14,6 +14,20 @@ from ubench.runtime import limit_heap_fragmentation
 # directly get the same bounded memory as the stages do
 limit_heap_fragmentation()
 
+
+def pytest_collection_modifyitems(config, items):
+    """Run tests/test_models.py model by model (each model's tests in their file order), so that
+    each model is built once for all its read-only checks (test_models._default)."""
+    positions = [i for i, item in enumerate(items) if item.path.name == "test_models.py"]
+
+    def model(item) -> str:
+        spec = getattr(item, "callspec", None)
+        return spec.params.get("name", "") if spec else ""
+
+    for i, item in zip(positions, sorted((items[i] for i in positions), key=model)):
+        items[i] = item
+
+
 TINY = {
     "grid": {"models": ["unet", "attention_unet"], "datasets": ["synth"],
              "transfer": [{"source": "synth", "target": "synth_shift"}],

@@ -12,6 +12,8 @@ parameter of that module.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -46,6 +48,19 @@ def _as_list(out) -> list[torch.Tensor]:
 def _build(name: str, **kw) -> torch.nn.Module:
     torch.manual_seed(0)
     return create_model(name, **kw)
+
+
+_DEFAULT_BUILD: dict[str, torch.nn.Module] = {}
+
+
+def _default(name: str) -> torch.nn.Module:
+    """``_build(name)``, made once per model and kept while that model's tests run (conftest runs
+    this file model by model): building a 100M-parameter model takes seconds, a copy a fraction.
+    Read-only users take it as is; a test that trains or changes it takes ``copy.deepcopy``."""
+    if name not in _DEFAULT_BUILD:
+        _DEFAULT_BUILD.clear()
+        _DEFAULT_BUILD[name] = _build(name)
+    return _DEFAULT_BUILD[name]
 
 
 def _check_outputs(name: str, out, shape: tuple) -> list[torch.Tensor]:
@@ -99,7 +114,7 @@ def _quick_size(name: str) -> int:
 
 @pytest.mark.parametrize("name,train", [case for name in MODELS for case in _quick_params(name)])
 def test_forward_backward_64(name, train):
-    _forward_backward(name, _build(name), _quick_size(name), train)
+    _forward_backward(name, copy.deepcopy(_default(name)), _quick_size(name), train)
 
 
 @pytest.mark.slow
@@ -117,15 +132,24 @@ def test_param_count_matches_reference(name):
     info = model_info(name)
     assert info.ref_params_m, f"{name}: ModelInfo.ref_params_m is not set"
     assert info.ref_source, f"{name}: ModelInfo.ref_source is not set"
-    ours = sum(p.numel() for p in _build(name).parameters()) / 1e6
+    ours = sum(p.numel() for p in _default(name).parameters()) / 1e6
     rel = abs(ours - info.ref_params_m) / info.ref_params_m
     assert rel <= PARAM_TOLERANCE, f"{name}: {ours:.3f}M vs reference {info.ref_params_m:.3f}M ({rel:.1%})"
 
 
-@pytest.mark.parametrize(
-    "in_channels,num_classes,hw", [(3, 4, (64, 96)), (1, 2, (64, 64))], ids=["3in-4cls-64x96", "1in-2cls"]
-)
-@pytest.mark.parametrize("name", MODELS)
+def _channel_class_cases() -> list:
+    """(name, in_channels, num_classes, hw) per model: 1 in / 2 classes for every model, and 3 in /
+    4 classes on a non-square input (slow for the heavy models: at their fixed size it is the same
+    square input again, only the class count differs)."""
+    cases = []
+    for name in MODELS:
+        for in_ch, classes, hw, case in [(3, 4, (64, 96), "3in-4cls-64x96"), (1, 2, (64, 64), "1in-2cls")]:
+            marks = [pytest.mark.slow] if name in HEAVY and in_ch == 3 else []
+            cases.append(pytest.param(name, in_ch, classes, hw, id=f"{name}-{case}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize("name,in_channels,num_classes,hw", _channel_class_cases())
 def test_other_channels_and_classes(name, in_channels, num_classes, hw):
     info = model_info(name)
     if info.input_sizes is not None:  # fixed-size models: their own square size
@@ -141,7 +165,7 @@ def test_other_channels_and_classes(name, in_channels, num_classes, hw):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_same_seed_same_weights(name):
-    a, b = _build(name).state_dict(), _build(name).state_dict()
+    a, b = _default(name).state_dict(), _build(name).state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), f"{name}: initialisation is not seeded by torch"
 
@@ -152,7 +176,7 @@ def test_undeclared_input_size_is_refused_clearly(name):
     that names the size (the registry's input check), never a torch shape error."""
     bad = 65  # odd: no total stride divides it, no fixed-size model takes it
     assert not model_info(name).accepts(bad)
-    model = _build(name).eval()
+    model = copy.deepcopy(_default(name)).eval()
     with pytest.raises(ValueError, match=f"{bad}x{bad}"), torch.no_grad():
         model(torch.randn(1, 3, bad, bad))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"), torch.no_grad():
