@@ -73,8 +73,11 @@ class TrainConfig:
     poly_power: float
     lambda_ce: float
     lambda_dice: float
-    num_workers: int
     threads: int
+    amp: str  # off | bf16 | fp16 (runtime.AMP_DTYPES)
+    channels_last: bool
+    compile: bool
+    resume_every: int  # keep a resume state every N epochs (0 = never)
     pretrained: bool  # load the ImageNet backbone weights U-Bench loads (ubench/models/pretrained.py)
     weights_dir: str  # the folder those weight files are read from (never downloaded)
 
@@ -82,6 +85,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     threshold: float
+    hd95: bool  # test and zero-shot; validation never computes it
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class AdvisorConfig:
 
 
 ADVISOR_BY = ("iou", "uscore")
+AMP_MODES = ("off", "bf16", "fp16")  # the keys of ubench.runtime.AMP_DTYPES
 
 
 @dataclass(frozen=True)
@@ -246,8 +251,10 @@ def _validate(cfg: Config, source: str) -> None:
     need(cfg.train.lr > 0, f"`train.lr` is {cfg.train.lr}", "use a positive learning rate, e.g. 0.01")
     need(cfg.train.weights_dir.strip() != "", "`train.weights_dir` is empty",
          "name the folder that holds the pretrained backbone files, e.g. `weights`")
-    need(cfg.train.num_workers >= 0 and cfg.train.threads >= 0,
-         "`train.num_workers`/`train.threads` must be >= 0", "use 0 (threads: 0 = every core)")
+    need(cfg.train.threads >= 0, f"`train.threads` is {cfg.train.threads}", "use 0 (every core) or a count")
+    need(cfg.train.amp in AMP_MODES, f"`train.amp` is {cfg.train.amp!r}", f"use one of: {', '.join(AMP_MODES)}")
+    need(cfg.train.resume_every >= 0, f"`train.resume_every` is {cfg.train.resume_every}",
+         "use 0 (no resume state) or a number of epochs, e.g. 10")
     need(0.0 < cfg.evaluate.threshold < 1.0, f"`evaluate.threshold` is {cfg.evaluate.threshold}",
          "use a probability threshold in (0, 1), e.g. 0.5")
     need(cfg.efficiency.input_size >= 32 and cfg.efficiency.input_size % 32 == 0,
@@ -293,6 +300,9 @@ def config_from_dict(raw: dict | None, source: str = "params.yaml") -> Config:
     """Build and validate a Config from parsed params content: every key must be there."""
     if not raw:
         raise UbenchError(f"{source} is empty", "copy the project's params.yaml: every key must be set")
+    train = raw.get("train")
+    if isinstance(train, dict) and train.get("amp") is False:  # YAML 1.1 reads a bare `off` as false
+        raw = {**raw, "train": {**train, "amp": "off"}}
     cfg = _build(Config, raw, "", source)
     _validate(cfg, source)
     return cfg

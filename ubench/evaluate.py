@@ -8,16 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from torch.utils.data import DataLoader
 
 from ubench.analysis.degenerate import CRITERION as DEGENERATE_CRITERION
 from ubench.analysis.degenerate import degeneracy
 from ubench.checkpoint import load_checkpoint
 from ubench.config import Config, as_dict
+from ubench.data.batches import SplitBatches
 from ubench.errors import UbenchError
 from ubench.inference import EVAL_BATCH, make_dataset, predict_scores
 from ubench.io import json_dumps, write_files_atomic
 from ubench.metrics import EMPTY_RULES, METRIC_NAMES, class_columns
+from ubench.models import uses_selective_scan
 from ubench.runtime import device, make_deterministic, platform_fingerprint
 
 PROTOCOL_NOTES = {
@@ -37,10 +38,14 @@ def per_image_frame(rows: list[dict], class_names: list[str] | None = None) -> p
 
 
 def summarize(frame: pd.DataFrame) -> dict:
-    """Mean and sample std of each metric over images (std None for a single image)."""
+    """Mean and sample std of each metric over images (std None for a single image; both None for a
+    metric that was not computed)."""
     out = {}
     for name in [c for c in frame.columns if c not in ("id", "index", *PREDICTION_COLUMNS)]:
         v = frame[name].to_numpy(dtype=float)
+        if np.isnan(v).all():  # not computed (hd95 with evaluate.hd95: false)
+            out[name] = {"mean": None, "std": None}
+            continue
         out[name] = {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else None}
     return out
 
@@ -63,7 +68,7 @@ def _dataset_record(ds) -> dict:
 def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split: str | None,
                         cfg: Config, csv_path: Path, json_path: Path, *, role: dict) -> dict:
     """Evaluate a checkpoint on ``prepared`` (``split`` None = every image) and write both files."""
-    make_deterministic(cfg.train.seed, cfg.train.threads)
+    make_deterministic(cfg.train.seed, cfg.train.threads, tame_heap=uses_selective_scan(model_name))
     model, ckpt = load_checkpoint(ckpt_path, model_name)
     dev = device()
     model.to(dev)
@@ -77,8 +82,8 @@ def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split:
             "evaluate zero-shot only between datasets with the same classes (grid.transfer)",
         )
     class_names = list(ckpt.get("class_names", ds.class_names))
-    loader = DataLoader(ds, batch_size=EVAL_BATCH, shuffle=False)
-    rows = predict_scores(model, loader, cfg.evaluate.threshold, dev, class_names)
+    rows = predict_scores(model, SplitBatches(ds, EVAL_BATCH, device=dev), cfg.evaluate.threshold, dev,
+                          class_names, hd95=cfg.evaluate.hd95)
     frame = per_image_frame(rows, class_names)
     protocol = ckpt.get("protocol", cfg.split.protocol)
     summary = {

@@ -14,8 +14,8 @@ import torch
 
 from ubench.config import Config
 from ubench.data.dataset import SegmentationDataset
-from ubench.metrics import binary_metrics, foreground_fraction, multiclass_metrics, threshold_logits
-from ubench.runtime import final_output
+from ubench.metrics import batch_counts, hd95, logit_threshold, mean_over_classes, metrics_from_counts
+from ubench.runtime import autocast, final_output
 
 # Metrics are computed per image, so the evaluation batch size changes speed, not results
 # (U-Bench validates with batch 1 because its metrics run over the whole batch tensor).
@@ -32,23 +32,59 @@ def make_dataset(prepared: Path, split: str | None, cfg: Config, augment: bool) 
 
 
 @torch.no_grad()
-def predict_scores(model, loader, threshold: float, dev, class_names: list[str] | None = None) -> list[dict]:
-    """Per-image metrics of ``model`` over ``loader`` (rows carry index and id).
+def predict_scores(model, batches, threshold: float, dev, class_names: list[str] | None = None, *,
+                   hd95: bool = True, amp: str = "off") -> list[dict]:
+    """Per-image metrics of ``model`` over ``batches`` (rows carry index and id), ``hd95`` None
+    unless asked for.
 
-    One output channel: sigmoid > threshold. Several: the arg-max class, scored per class.
+    One output channel: sigmoid > threshold. Several: the arg-max class, scored per class. Pixel
+    counts are computed on the device and copied once at the end (no sync per batch); HD95, when
+    asked for, runs on the CPU over the predictions afterwards.
     """
     model.eval()
+    counts, fg, ids, indices, pairs = [], [], [], [], []
+    n_fg = max(len(class_names or []), 1)
+    multi = False
+    for batch in batches:
+        with autocast(dev, amp):
+            out = final_output(model(batch["image"].to(dev, non_blocking=True)))
+        logits = out.float()
+        mask = batch["mask"].to(dev, non_blocking=True)[:, 0]
+        if logits.shape[1] == 1:
+            pred, true = logits[:, 0] > logit_threshold(threshold), mask > 0.5
+            counts.append(batch_counts(pred, true).unsqueeze(1))  # (B, 1, 4)
+        else:
+            multi = True
+            pred, true = logits.argmax(1), torch.round(mask).long()
+            counts.append(torch.stack([batch_counts(pred == c, true == c) for c in range(1, n_fg + 1)], 1))
+        fg.append(torch.stack([(pred != 0).flatten(1).sum(1), (true != 0).flatten(1).sum(1)], 1))
+        if hd95:
+            pairs.append((pred.cpu().numpy(), true.cpu().numpy()))
+        ids.extend(batch["id"])
+        indices.extend(int(i) for i in batch["index"])
+    if not counts:
+        return []
+    counts_np = torch.cat(counts).cpu().numpy().tolist()
+    fg_np = torch.cat(fg).cpu().numpy().tolist()
+    distances = _hd95_rows(pairs, n_fg) if hd95 else None
     rows = []
-    for batch in loader:
-        logits = final_output(model(batch["image"].to(dev))).float().cpu().numpy()
-        masks = batch["mask"].numpy()
-        for k in range(logits.shape[0]):
-            if logits.shape[1] == 1:
-                pred, true = threshold_logits(logits[k, 0], threshold), masks[k, 0] > 0.5
-                m = binary_metrics(pred, true)
-            else:
-                pred, true = logits[k].argmax(axis=0), np.rint(masks[k, 0]).astype(np.int64)
-                m = multiclass_metrics(pred, true, class_names or [])
-            rows.append({"id": batch["id"][k], "index": int(batch["index"][k]), **m,
-                         "pred_fg": foreground_fraction(pred), "true_fg": foreground_fraction(true)})
+    for k, (image_counts, (pred_fg, true_fg)) in enumerate(zip(counts_np, fg_np)):
+        per_class = [{**metrics_from_counts(*c), "hd95": distances[k][j] if distances else None}
+                     for j, c in enumerate(image_counts)]
+        m = mean_over_classes(per_class, class_names or []) if multi else per_class[0]
+        pixels = sum(image_counts[0])
+        rows.append({"id": ids[k], "index": indices[k], **m,
+                     "pred_fg": float(pred_fg) / pixels, "true_fg": float(true_fg) / pixels})
     return rows
+
+
+def _hd95_rows(pairs: list[tuple[np.ndarray, np.ndarray]], n_fg: int) -> list[list[float]]:
+    """Per image, per foreground class, HD95 of the predictions kept during inference."""
+    out = []
+    for pred, true in pairs:
+        for p, t in zip(pred, true):
+            if p.dtype == bool:  # binary
+                out.append([hd95(p, t)])
+            else:
+                out.append([hd95(p == c, t == c) for c in range(1, n_fg + 1)])
+    return out

@@ -39,6 +39,18 @@ def checkpoint(dataset: str, model: str) -> Path:
 
 
 TRAIN_ROOT = Path("results/train")
+# Resume states of unfinished training runs (ubench.train): not a DVC output, ignored by git and
+# DVC, removed when the run finishes. Mirrors the checkpoint's path, so every checkpoint has one.
+RESUME_ROOT = Path(".ubench/resume")
+
+
+def resume_state(ckpt: Path) -> Path:
+    """Where the unfinished run that writes checkpoint ``ckpt`` keeps its resume state."""
+    ckpt = Path(ckpt)
+    parts = ckpt.parts[1:] if ckpt.is_absolute() else ckpt.parts
+    if ".." in parts:
+        raise ValueError(f"checkpoint path {ckpt} leaves its folder")
+    return RESUME_ROOT.joinpath(*parts)
 
 
 def train_live(dataset: str, model: str) -> Path:

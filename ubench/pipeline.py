@@ -10,8 +10,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from ubench import paths
 from ubench.config import Config, as_dict
 from ubench.errors import UbenchError
@@ -70,8 +68,9 @@ def run_train(cfg: Config, model: str, dataset: str, ckpt: Path | None = None,
 
     _check_model(model, cfg.data.image_size)
     prepared = _require_prepared(dataset)
-    return train_model(model, prepared, cfg, ckpt or paths.checkpoint(dataset, model),
-                       live or paths.train_live(dataset, model), _protocol(prepared))
+    ckpt = ckpt or paths.checkpoint(dataset, model)
+    return train_model(model, prepared, cfg, ckpt, live or paths.train_live(dataset, model), _protocol(prepared),
+                       resume_path=paths.resume_state(ckpt))
 
 
 def run_evaluate(cfg: Config, model: str, dataset: str, target: str | None = None) -> dict:
@@ -119,9 +118,11 @@ def _read_text(path: Path, what: str) -> str:
     return _read_bytes(path, what).decode("utf-8")
 
 
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
+def _read_csv(path: Path, what: str):
     if not path.exists():
         raise UbenchError(f"{what} missing: {path}", "run `dvc repro` so that every grid stage has run")
+    import pandas as pd  # here, not at the top: train, complexity and speed never need it
+
     return pd.read_csv(path, dtype={"id": str})
 
 
@@ -135,6 +136,8 @@ def _protocol_of_grid(cfg: Config) -> str:
 
 
 def run_leaderboard(cfg: Config) -> dict:
+    import pandas as pd
+
     from ubench.analysis.leaderboard import build_leaderboard, render_markdown
     from ubench.analysis.plots import leaderboard_plot_rows, plot_iou_ci
 
@@ -211,6 +214,8 @@ def run_uscore(cfg: Config) -> dict:
 
 def run_report(cfg: Config) -> Path:
     """reports/index.html (self-contained), the training-curve figure and its ``dvc plots`` data."""
+    import pandas as pd
+
     from ubench.analysis.html_report import curve_rows, read_curves, render_html
     from ubench.analysis.plots import training_curves_png
 
@@ -250,7 +255,8 @@ def run_candidate(cfg: Config, dataset: str) -> dict:
                             dirs_exist_ok=True)
             out.file(ckpt, grid_ckpt.read_bytes())
     else:
-        train_model(model, prepared, cfg, ckpt, paths.candidate_live(dataset), _protocol(prepared))
+        train_model(model, prepared, cfg, ckpt, paths.candidate_live(dataset), _protocol(prepared),
+                    resume_path=paths.resume_state(ckpt))
     return evaluate_checkpoint(model, ckpt, prepared, "test", cfg, paths.candidate_csv(dataset),
                                paths.candidate_eval_json(dataset), role={"dataset": dataset})
 

@@ -70,7 +70,8 @@ MEASURED_KEYS = {"fps", "latency_ms_median", "latency_ms_q1", "latency_ms_q3", "
 # measured files whose every number is a measurement (no key says so)
 MEASURED_SUMMARIES = {paths.USCORE_METRICS.as_posix()}
 # fields that describe where a measurement was taken: labels, never compared
-DEVICE_KEYS = {"device", "device_name", "torch_version", "cpu_count", "threads", "speed_devices", "platform"}
+DEVICE_KEYS = {"device", "device_name", "torch_version", "cpu_count", "threads", "speed_devices", "platform",
+               "timer", "cuda", "driver"}
 # where computed outputs (JSON files, checkpoint metadata) keep runtime.platform_fingerprint()
 PLATFORM_KEY = "platform"
 

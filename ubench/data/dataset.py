@@ -6,14 +6,17 @@ Why these choices:
 - Normalisation is U-Bench's albumentations ``Normalize`` (ImageNet mean/std, ``max_pixel_value``
   255) followed by its second division by 255: ``((x / max_pixel_value) - mean) / std /
   extra_divide``. All four are parameters, so a protocol change is a params change.
-- Augmentation is U-Bench's RandomRotate90 + Flip, written with MONAI dictionary transforms
-  (``RandRotate90d`` prob 0.5, ``RandFlipd`` prob 0.5 on each spatial axis) applied identically to
-  image and mask. The transform is reseeded inside ``__getitem__`` from (seed, epoch, index), so
-  each epoch draws new transforms while a given item's transform does not depend on the number of
-  DataLoader workers or the order items are fetched in. (U-Bench seeds every worker alike, so its
-  augmentations repeat and depend on the worker count.) Call ``set_epoch`` before each epoch's
-  iteration; with ``persistent_workers=True`` the workers keep their own copy, so leave it off
-  (the default) or the epoch number never reaches them.
+- Augmentation is U-Bench's RandomRotate90 + Flip, drawn as MONAI's ``RandRotate90d`` /
+  ``RandFlipd`` draw them (``ubench.data.augment``) and applied identically to image and mask. Each
+  item's draw depends only on (seed, epoch, index), so each epoch draws new transforms while a
+  given item's transform does not depend on the number of DataLoader workers, the batch, or the
+  order items are fetched in. (U-Bench seeds every worker alike, so its augmentations repeat and
+  depend on the worker count.) Call ``set_epoch`` before each epoch's iteration; with
+  ``persistent_workers=True`` the workers keep their own copy, so leave it off (the default) or
+  the epoch number never reaches them.
+- Items one at a time serve tests and any user's DataLoader; training and evaluation read whole
+  batches from the memory map and normalise and augment them on the device
+  (``ubench.data.batches``), with the same numbers.
 """
 
 from __future__ import annotations
@@ -25,41 +28,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ubench.data.augment import apply_item, draw, item_seed
 from ubench.errors import UbenchError
 
 SPLITS = ("train", "val", "test")
-_KEYS = ("image", "mask")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 32-bit seed that depends only on (seed, epoch, index) — stable across platforms."""
-    return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0])
-
-
-def build_augmentation():
-    """U-Bench's RandomRotate90 + Flip as MONAI dictionary transforms on channel-first arrays.
-
-    MONAI is imported here, not at module level: it takes seconds to import, and evaluation
-    stages (no augmentation) should not pay for it.
-    """
-    from monai.transforms import Compose, RandFlipd, RandRotate90d
-
-    return Compose(
-        [
-            RandRotate90d(keys=_KEYS, prob=0.5, spatial_axes=(0, 1)),
-            RandFlipd(keys=_KEYS, prob=0.5, spatial_axis=0),
-            RandFlipd(keys=_KEYS, prob=0.5, spatial_axis=1),
-        ]
-    )
-
-
-def _plain(x) -> torch.Tensor:
-    """MetaTensor or array → plain contiguous torch.Tensor."""
-    if hasattr(x, "as_tensor"):
-        x = x.as_tensor()
-    return torch.as_tensor(x).contiguous()
 
 
 class SegmentationDataset(Dataset):
@@ -108,7 +82,6 @@ class SegmentationDataset(Dataset):
         self.augment = bool(augment)
         self.seed = int(seed)
         self.epoch = 0
-        self._transform = build_augmentation() if self.augment else None
         self._images: np.ndarray | None = None
         self._masks: np.ndarray | None = None
 
@@ -146,8 +119,8 @@ class SegmentationDataset(Dataset):
         images, masks = self._arrays()
         image = torch.from_numpy(self.normalise(np.asarray(images[index])))
         mask = torch.from_numpy(np.asarray(masks[index], dtype=np.float32)[None].copy())
-        if self._transform is not None:
-            self._transform.set_random_state(seed=item_seed(self.seed, self.epoch, index))
-            out = self._transform({"image": image, "mask": mask})
-            image, mask = _plain(out["image"]), _plain(out["mask"])
+        if self.augment:
+            params = draw(item_seed(self.seed, self.epoch, index))
+            image = apply_item(image, params).contiguous()
+            mask = apply_item(mask, params).contiguous()
         return {"image": image, "mask": mask, "index": int(index), "id": self.all_ids[index]}

@@ -10,4 +10,5 @@ from ubench.models.registry import (  # noqa: F401
     model_source_file,
     register_model,
     unavailable_models,
+    uses_selective_scan,
 )

@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,6 +136,30 @@ def _load(name: str) -> None:
             f"module ubench/models/{name}.py registers no model named {name!r}",
             "decorate its factory `def " + name + "(...)` with @register_model",
         )
+
+
+_SCAN_MODULE = "ubench.models.ops.selective_scan"
+
+
+def _module_uses_scan(module_name: str, seen: set[str]) -> bool:
+    """Whether a ubench module is, or refers (through its globals, recursively) to, the scan."""
+    if module_name == _SCAN_MODULE:
+        return True
+    if module_name in seen or not module_name.startswith("ubench.models") or module_name not in sys.modules:
+        return False
+    seen.add(module_name)
+    for value in vars(sys.modules[module_name]).values():
+        ref = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        if isinstance(ref, str) and ref != module_name and _module_uses_scan(ref, seen):
+            return True
+    return False
+
+
+def uses_selective_scan(name: str) -> bool:
+    """Whether model ``name`` runs the torch selective scan (``ops/selective_scan.py``): the stages
+    then tame glibc's heap for it (``ubench.runtime.limit_heap_fragmentation``)."""
+    _load(name)
+    return _module_uses_scan(f"{_PACKAGE}.{name}", set())
 
 
 def known_model_names() -> list[str]:
