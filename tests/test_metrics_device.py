@@ -125,3 +125,30 @@ def test_counts_on_cuda_equal_cpu():
     pred = torch.from_numpy(np.stack([p for p, _ in pairs]))
     true = torch.from_numpy(np.stack([t for _, t in pairs]))
     assert torch.equal(batch_counts(pred.cuda(), true.cuda()).cpu(), batch_counts(pred, true))
+
+
+def test_monai_hd95_is_another_definition():
+    """Why HD95 stays medpy's (U-Bench's): MONAI's ``compute_hausdorff_distance(percentile=95)`` is
+    the larger of the two directed 95th percentiles, medpy's ``hd95`` the 95th percentile of both
+    directions' surface distances pooled. They agree on symmetric cases and differ otherwise."""
+    from monai.metrics import compute_hausdorff_distance
+
+    from ubench.metrics import hd95
+
+    def monai_hd95(p: np.ndarray, t: np.ndarray) -> float:
+        as_batch = lambda a: torch.from_numpy(a)[None, None].float()  # noqa: E731
+        return float(compute_hausdorff_distance(as_batch(p), as_batch(t), include_background=True, percentile=95))
+
+    z = np.zeros((40, 40), bool)
+    square, shifted = z.copy(), z.copy()
+    square[10:20, 10:20] = True
+    shifted[12:22, 10:20] = True
+    assert hd95(square, shifted) == pytest.approx(monai_hd95(square, shifted))  # symmetric: equal
+    # a 15x15 square (56 surface pixels) against the same square plus a far 2x2 blob (4 more): the
+    # blob is 6.7 % of one direction's distances (in its 95th percentile) but 3.4 % of the pooled ones
+    square, with_blob = z.copy(), z.copy()
+    square[3:18, 3:18] = True
+    with_blob[3:18, 3:18] = True
+    with_blob[34:36, 34:36] = True
+    medpy_value, monai_value = hd95(square, with_blob), monai_hd95(square, with_blob)
+    assert monai_value > medpy_value + 10.0, (medpy_value, monai_value)

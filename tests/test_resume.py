@@ -14,7 +14,7 @@ from tests.conftest import tiny_params, venv_env
 from ubench import paths
 from ubench.train import KILL_ENV
 
-MODEL, DATASET = "unet", "synth"
+MODEL, DATASET = "unext", "synth"
 
 
 def _params(workdir, **train) -> str:

@@ -7,6 +7,7 @@ not depend on the training loop, and neither does anything in between.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -39,34 +40,42 @@ def predict_scores(model, batches, threshold: float, dev, class_names: list[str]
 
     One output channel: sigmoid > threshold. Several: the arg-max class, scored per class. Pixel
     counts are computed on the device and copied once at the end (no sync per batch); HD95, when
-    asked for, runs on the CPU over the predictions afterwards.
+    asked for, runs on the CPU in a thread pool, overlapping the next batches' inference.
     """
     model.eval()
-    counts, fg, ids, indices, pairs = [], [], [], [], []
+    counts, fg, ids, indices, pending = [], [], [], [], []
+    # HD95 (distance transforms, on the CPU) runs in threads while the next batches are inferred;
+    # scipy releases the GIL there. Each image's value is computed alone: same numbers either way.
+    pool = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) if hd95 else None
     n_fg = max(len(class_names or []), 1)
     multi = False
-    for batch in batches:
-        with autocast(dev, amp):
-            out = final_output(model(batch["image"].to(dev, non_blocking=True)))
-        logits = out.float()
-        mask = batch["mask"].to(dev, non_blocking=True)[:, 0]
-        if logits.shape[1] == 1:
-            pred, true = logits[:, 0] > logit_threshold(threshold), mask > 0.5
-            counts.append(batch_counts(pred, true).unsqueeze(1))  # (B, 1, 4)
-        else:
-            multi = True
-            pred, true = logits.argmax(1), torch.round(mask).long()
-            counts.append(torch.stack([batch_counts(pred == c, true == c) for c in range(1, n_fg + 1)], 1))
-        fg.append(torch.stack([(pred != 0).flatten(1).sum(1), (true != 0).flatten(1).sum(1)], 1))
-        if hd95:
-            pairs.append((pred.cpu().numpy(), true.cpu().numpy()))
-        ids.extend(batch["id"])
-        indices.extend(int(i) for i in batch["index"])
+    try:
+        for batch in batches:
+            with autocast(dev, amp):
+                out = final_output(model(batch["image"].to(dev, non_blocking=True)))
+            logits = out.float()
+            mask = batch["mask"].to(dev, non_blocking=True)[:, 0]
+            if logits.shape[1] == 1:
+                pred, true = logits[:, 0] > logit_threshold(threshold), mask > 0.5
+                counts.append(batch_counts(pred, true).unsqueeze(1))  # (B, 1, 4)
+            else:
+                multi = True
+                pred, true = logits.argmax(1), torch.round(mask).long()
+                counts.append(torch.stack([batch_counts(pred == c, true == c) for c in range(1, n_fg + 1)], 1))
+            fg.append(torch.stack([(pred != 0).flatten(1).sum(1), (true != 0).flatten(1).sum(1)], 1))
+            if pool is not None:
+                pred_np, true_np = pred.cpu().numpy(), true.cpu().numpy()
+                pending.extend(pool.submit(_hd95_classes, p, t, n_fg) for p, t in zip(pred_np, true_np))
+            ids.extend(batch["id"])
+            indices.extend(int(i) for i in batch["index"])
+        distances = [f.result() for f in pending] if pool is not None else None
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     if not counts:
         return []
     counts_np = torch.cat(counts).cpu().numpy().tolist()
     fg_np = torch.cat(fg).cpu().numpy().tolist()
-    distances = _hd95_rows(pairs, n_fg) if hd95 else None
     rows = []
     for k, (image_counts, (pred_fg, true_fg)) in enumerate(zip(counts_np, fg_np)):
         per_class = [{**metrics_from_counts(*c), "hd95": distances[k][j] if distances else None}
@@ -78,13 +87,8 @@ def predict_scores(model, batches, threshold: float, dev, class_names: list[str]
     return rows
 
 
-def _hd95_rows(pairs: list[tuple[np.ndarray, np.ndarray]], n_fg: int) -> list[list[float]]:
-    """Per image, per foreground class, HD95 of the predictions kept during inference."""
-    out = []
-    for pred, true in pairs:
-        for p, t in zip(pred, true):
-            if p.dtype == bool:  # binary
-                out.append([hd95(p, t)])
-            else:
-                out.append([hd95(p == c, t == c) for c in range(1, n_fg + 1)])
-    return out
+def _hd95_classes(pred: np.ndarray, true: np.ndarray, n_fg: int) -> list[float]:
+    """HD95 of one image: of the binary pair, or of each foreground class of a label map."""
+    if pred.dtype == bool:
+        return [hd95(pred, true)]
+    return [hd95(pred == c, true == c) for c in range(1, n_fg + 1)]

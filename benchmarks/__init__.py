@@ -1,0 +1,1 @@
+"""Speed benchmarks (not part of the test run): see conftest.py."""
