@@ -195,3 +195,19 @@ def test_committed_report_renders_in_headless_chromium(tmp_path):
     if not page.is_file():
         pytest.skip(f"{paths.REPORT_HTML} is not in this checkout (`dvc repro report` writes it)")
     _check_renders(page, tmp_path)
+
+
+def test_board_table_prints_p_values_as_the_markdown_leaderboard_does():
+    """A Holm p below 1e-4 reads "<0.0001" (escaped) in the HTML, as in reports/leaderboard.md, not 0.0000."""
+    from ubench.analysis.html_report import _board_table
+    from ubench.analysis.leaderboard import format_p
+
+    row = {"iou_mean": 0.8, "iou_ci_low": 0.7, "iou_ci_high": 0.9, "dice_mean": 0.85, "pred_empty_share": 0.0,
+           "pred_full_share": 0.0, "degenerate": False, "significant": True}
+    section = {"models": {"unet": {**row, "delta_iou": 0.0, "p_holm": None},
+                          "unext": {**row, "iou_mean": 0.7, "delta_iou": -0.1, "p_holm": 3e-7},
+                          "malunet": {**row, "iou_mean": 0.6, "delta_iou": -0.2, "p_holm": 0.0123}}}
+    table = _board_table(section, "unet")
+    assert format_p(3e-7) == "<0.0001"
+    assert '<td class="num">&lt;0.0001</td>' in table and '<td class="num">0.0000</td>' not in table
+    assert '<td class="num">0.0123</td>' in table

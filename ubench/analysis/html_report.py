@@ -18,7 +18,7 @@ import html
 from collections.abc import Mapping
 from pathlib import Path
 
-from ubench.analysis.leaderboard import significance_label
+from ubench.analysis.leaderboard import format_p, significance_label
 from ubench.errors import AnalysisInputError
 
 VAL_IOU_TSV = Path("plots/metrics/val/iou.tsv")  # inside a dvclive folder, as train.py logs it
@@ -88,7 +88,8 @@ def _board_table(section: Mapping, baseline: str) -> str:
         body.append(
             f'<tr class="{cls}"><td class="num">{r.get("rank", "–")}</td><td>{name}</td><td class="num">{ci}</td>'
             f'<td class="num">{_fmt(r.get("dice_mean"))}</td><td class="num">{_signed(r.get("delta_iou"))}</td>'
-            f'<td class="num">{_fmt(r.get("p_holm"))}</td><td>{html.escape(significance_label(m, r, baseline, base_row))}</td>'
+            f'<td class="num">{html.escape(format_p(r.get("p_holm")))}</td>'
+            f'<td>{html.escape(significance_label(m, r, baseline, base_row))}</td>'
             f'<td class="num">{shares}</td></tr>')
     return f"<table>{head}{''.join(body)}</table>"
 

@@ -283,7 +283,8 @@ def _signed(x: float | None) -> str:
     return "–" if x is None else f"{x:+.4f}"
 
 
-def _p(x: float | None) -> str:
+def format_p(x: float | None) -> str:
+    """A p-value as the reports print it: 4 decimals, "<0.0001" below that, "–" when absent."""
     if x is None:
         return "–"
     return "<0.0001" if x < 0.0001 else f"{x:.4f}"
@@ -325,7 +326,7 @@ def _published_lines(pub: Mapping | None) -> list[str]:
     if a["tau"] is None:
         agree = f"not computed: {a['reason']}"
     else:
-        agree = f"tau = {a['tau']:.3f}, p = {_p(a['p_value'])}, n = {a['n']} ({', '.join(a['models'])})"
+        agree = f"tau = {a['tau']:.3f}, p = {format_p(a['p_value'])}, n = {a['n']} ({', '.join(a['models'])})"
     return [f"U-Bench published top-10 (IoU), {pub['note']} ({pub['source']}): " + "; ".join(items) + ".",
             "",
             f"Rank agreement with U-Bench, {a['description']}: {agree}. Note: {a['compared']}.", ""]
@@ -363,7 +364,7 @@ def render_markdown(board: Mapping) -> str:
         base_row = d["models"].get(base)
         for m, r in sorted(d["models"].items(), key=lambda kv: (kv[1]["rank"], kv[0])):
             lines.append(f"| {m} | {_ci(r)} | {_f(r['dice_mean'])} | {_signed(r['delta_iou'])} | "
-                         f"{_p(r['p_ttest'])} | {_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | "
+                         f"{format_p(r['p_ttest'])} | {format_p(r['p_wilcoxon'])} | {format_p(r['p_holm'])} | "
                          f"{significance_label(m, r, base, base_row)} | {_shares(r)} | {r['rank']} |")
         lines.append("")
         lines += _published_lines(d.get("published"))
@@ -378,8 +379,9 @@ def render_markdown(board: Mapping) -> str:
                       "|---|---|---:|---:|---:|---:|---|---:|---:|"]
             base_row = z["models"].get(base)
             for m, r in sorted(z["models"].items(), key=lambda kv: (-kv[1]["iou_mean"], kv[0])):
-                lines.append(f"| {m} | {_ci(r)} | {_signed(r['delta_iou'])} | {_p(r['p_ttest'])} | "
-                             f"{_p(r['p_wilcoxon'])} | {_p(r['p_holm'])} | {significance_label(m, r, base, base_row)} | "
+                lines.append(f"| {m} | {_ci(r)} | {_signed(r['delta_iou'])} | {format_p(r['p_ttest'])} | "
+                             f"{format_p(r['p_wilcoxon'])} | {format_p(r['p_holm'])} | "
+                             f"{significance_label(m, r, base, base_row)} | "
                              f"{_shares(r)} | {_signed(r['drop_vs_in_domain'])} |")
             lines.append("")
             lines += _published_lines(z.get("published"))
