@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tests.test_dataset import encoded  # noqa: F401  (fixture)
-from tests.test_dataset import write_prepared
+from tests.test_dataset import (
+    encoded,  # noqa: F401  (fixture)
+    write_prepared,
+)
 from ubench.data.augment import apply_batch, apply_item, draw, draw_items, item_seed
 from ubench.data.batches import SplitBatches, normalisation_table
 from ubench.data.dataset import SegmentationDataset

@@ -60,27 +60,50 @@ def test_killed_run_resumes_to_identical_bytes(prepared_tiny):
     assert not state.exists()
 
 
-def test_resume_state_of_another_configuration_is_ignored(prepared_tiny):
-    _params(prepared_tiny)
+def _interrupt_after(epoch: int, monkeypatch) -> None:
+    """In-process stand-in for the kill: stop the run right after epoch ``epoch``'s resume state."""
+    from ubench import train as train_mod
+
+    class Interrupted(Exception):
+        pass
+
+    def stop(done: int) -> None:
+        if done == epoch:
+            raise Interrupted
+
+    monkeypatch.setattr(train_mod, "_kill_point", stop)
+    return Interrupted
+
+
+def _train_here(workdir, **train):
+    from ubench import pipeline
+    from ubench.config import load_config
+
+    _params(workdir, **train)
+    return pipeline.run_train(load_config(workdir / "params.yaml"), MODEL, DATASET)
+
+
+def test_resume_state_of_another_configuration_is_ignored(prepared_tiny, monkeypatch, capsys):
     ckpt = paths.checkpoint(DATASET, MODEL)
     state = paths.resume_state(ckpt)
-    assert _train(kill_after=1).returncode == -9 and state.is_file()
-    _params(prepared_tiny, lr=0.02)  # another run: the state must not seed it
-    other = _train()
-    assert other.returncode == 0, other.stderr
-    assert "belongs to another configuration" in other.stderr + other.stdout
+    with monkeypatch.context() as patch:  # only the interruption is undone, not the fixture's chdir
+        interrupted = _interrupt_after(1, patch)
+        with pytest.raises(interrupted):
+            _train_here(prepared_tiny)
+    assert state.is_file() and not ckpt.exists()
+    _train_here(prepared_tiny, lr=0.02)  # another run: the state must not seed it
+    assert "belongs to another configuration" in capsys.readouterr().out
     assert torch.load(ckpt, weights_only=True)["train"]["lr"] == 0.02
     assert not state.exists()
 
 
-def test_unreadable_resume_state_costs_only_time(prepared_tiny):
-    _params(prepared_tiny)
+def test_unreadable_resume_state_costs_only_time(prepared_tiny, capsys):
     state = paths.resume_state(paths.checkpoint(DATASET, MODEL))
     state.parent.mkdir(parents=True)
     state.write_bytes(b"not a torch file")
-    r = _train()
-    assert r.returncode == 0, r.stderr
-    assert "ignoring the unreadable resume state" in r.stderr + r.stdout
+    _train_here(prepared_tiny)
+    assert "ignoring the unreadable resume state" in capsys.readouterr().out
+    assert paths.checkpoint(DATASET, MODEL).is_file() and not state.exists()
 
 
 @pytest.mark.parametrize("bad", [-1])
