@@ -107,7 +107,7 @@ def test_full_step_over_ceiling(benchmark, prepared_at, model_name, size, amp):
     assert ratio > 0  # a measurement, not a threshold: the figure is reported, not asserted
 
 
-@pytest.mark.parametrize("size", (64, 128))
+@pytest.mark.parametrize("size", (64, 128, 256))
 def test_ubench_loop_over_ubench_reference(benchmark, prepared_at, tmp_path, size):
     """Steps per second of ubench's loop over U-Bench's (re-created: PNG decode and augmentation in 4
     re-spawned workers, per-step medpy metrics on the batch, loss.item()), unext, same data."""
