@@ -73,3 +73,11 @@ def test_training_on_cuda(prepared_tiny, options):
     again = _train(options)  # deterministic kernels on the GPU too
     for key, tensor in ckpt["state_dict"].items():
         assert torch.equal(again["state_dict"][key], tensor), key
+
+
+def test_config_amp_modes_are_the_runtime_dtypes():
+    """config.AMP_MODES (validated without importing torch) names exactly runtime.AMP_DTYPES."""
+    from ubench.config import AMP_MODES
+    from ubench.runtime import AMP_DTYPES
+
+    assert AMP_MODES == tuple(AMP_DTYPES)
