@@ -19,6 +19,12 @@ $(BIN)/.ubench-installed: pyproject.toml
 
 setup: $(BIN)/.ubench-installed
 
+# Ray, the optional extra of `ubench grid run --executor ray`: the tests install it, so that the Ray
+# tests run (about 80 MB); `make run` never needs it.
+$(BIN)/.ubench-ray: $(BIN)/.ubench-installed
+	$(BIN)/python -m pip install --quiet -e '.[cpu,dev,ray]'
+	touch $@
+
 # data.dvc pins data/raw as shipped: an empty folder. A fresh clone has the pin but no cache entry
 # for it, so `dvc status` would say "not in cache". Only while the pin is that empty folder's hash
 # and data/raw is empty, `dvc commit` recreates exactly that entry (data.dvc is unchanged); a pin
@@ -40,9 +46,9 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "note: no chromium (not root, or no apt-get): the browser test will be skipped"
 
-test: setup browser
+test: setup $(BIN)/.ubench-ray browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-test-slow: setup
+test-slow: setup $(BIN)/.ubench-ray
 	$(BIN)/python -m pytest -q -m slow

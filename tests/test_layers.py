@@ -45,7 +45,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("config", ("config",)),
     ("components", ("checkpoint", "inference", "efficiency", "analysis")),
     ("work", ("train", "evaluate", "advisor")),
-    ("application", ("pipeline", "model_table", "verify", "publish", "dvc_files")),
+    ("application", ("pipeline", "model_table", "verify", "publish", "dvc_files", "scratch", "grid")),
     ("entry", ("cli", "__main__")),
 )
 

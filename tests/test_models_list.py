@@ -44,7 +44,7 @@ def fake_complexity(monkeypatch) -> list[str]:
     """Replace ptflops' run with a recorder: the names it was asked for, in order."""
     calls: list[str] = []
 
-    def fake(name, input_size=256, seed=41):
+    def fake(name, input_size, seed, threads):
         calls.append(name)
         return {"params_m": 1.5 + len(calls), "gflops": 0.25 * len(calls), "input_size": input_size}
 

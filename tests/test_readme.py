@@ -34,6 +34,11 @@ NOT_RUN = {
     "dvc exp run -S train.pretrained=true": "needs the ImageNet backbone files (downloads); "
                                             "tests/test_pretrained.py trains from files the test writes",
     "ubench verify": "reruns stages in a scratch copy; tests/test_verify.py runs it on the tiny grid",
+    "ubench grid run --jobs": "runs the grid in parallel: tests/test_grid.py runs --jobs 2 on the tiny grid "
+                              "(a killed worker, a killed driver, a failing task)",
+    "ubench grid run train evaluate": "tests/test_grid.py runs the grid with stage targets",
+    "ubench grid run --executor ray": "needs a Ray cluster; tests/test_grid.py runs the ray executor on a "
+                                      "local Ray cluster",
 }
 # prefix -> what to check in the output of a command this test runs
 RUN = {
@@ -46,6 +51,7 @@ RUN = {
     "dvc metrics diff": "metrics/candidate/synth.json",
     "dvc metrics show": "metrics/leaderboard/synth.json",
     "dvc plots show": "file://",
+    "ubench grid run --dry": "grid plan:",
 }
 
 

@@ -360,6 +360,32 @@ def test_plot_is_deterministic_and_valid(tmp_path):
         im.verify()
 
 
+def test_point_labels_never_overlap():
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from ubench.analysis.plots import FigureCanvasAgg, separate_labels
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    points = [(0.70, 0.20), (0.71, 0.20), (0.70, 0.21), (0.2, 0.5)]  # three all but on one spot
+    labels = [ax.annotate(f"model_{i}", p, textcoords="offset points", xytext=(4, 4)) for i, p in enumerate(points)]
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+
+    def boxes():
+        for t in labels:
+            t.update_positions(renderer)
+        return [Text.get_window_extent(t, renderer) for t in labels]
+
+    assert boxes()[0].overlaps(boxes()[1])  # as drawn first, they do
+    separate_labels(fig, labels)
+    boxes = boxes()
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert labels[3].xyann == (4, 4)  # a label with room stays where it was
+
+
 # --- the stage ---------------------------------------------------------------------------------
 
 def _workspace(root, device: str) -> None:

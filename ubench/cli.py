@@ -62,7 +62,9 @@ def _add_train(sub) -> None:
                        "first) with U-Bench's protocol and params.yaml's `train` section: SGD with "
                        "polynomial decay, Dice+CE loss, the checkpoint of best validation IoU kept. "
                        "Writes models/DATASET/MODEL.pt and the dvclive log results/train/DATASET/MODEL/, "
-                       "both only when training finishes.")
+                       "both only when training finishes. Every `train.resume_every` epochs the whole run "
+                       "state is kept in .ubench/resume/; rerun the same command after a crash and it "
+                       "continues from there, writing the bytes an uninterrupted run writes.")
     p.add_argument("--model", required=True, help="registry name (see `ubench models list`)")
     p.add_argument("--dataset", required=True)
     _add_params(p)
@@ -520,10 +522,58 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_grid(sub) -> None:
+    p = sub.add_parser("grid", help="run the grid's out-of-date stages in parallel: local workers or Ray",
+                       description="The grid beyond one `dvc repro` at a time.")
+    gsub = p.add_subparsers(dest="grid_command", required=True, metavar="SUBCOMMAND")
+    r = gsub.add_parser(
+        "run", help="run what `dvc status` says is out of date, many stages at a time",
+        description="Run the stages of dvc.yaml that are out of date (one `dvc status`; STAGES limits "
+        "it to those stages and their upstream, as `dvc repro STAGES` does), as many at a time as "
+        "resources allow. A model's train -> evaluate -> zero-shot chain is one task; each task runs "
+        "`dvc repro` in a workspace of its own, so DVC's run cache restores what was computed before, "
+        "and its dvc.lock entries are copied into this dvc.lock: at the end `dvc status` is clean and "
+        "dvc.lock holds what a sequential `dvc repro` on the same kind of machine writes. A failed "
+        "task is retried (--retries), then reported with its log (.ubench/grid/logs/) while the "
+        "rest goes on. Ctrl-C keeps what finished; rerunning continues from there. "
+        "--executor local: --jobs worker processes here, each on its own GPU(s) "
+        "(CUDA_VISIBLE_DEVICES) or CPU cores, sharing the DVC cache. --executor ray: each task is a "
+        "Ray task (pip install -e '.[ray]') on the cluster at --address, moving data through the DVC "
+        "remote (--remote, default: the default remote), which every node must reach.")
+    r.add_argument("stages", nargs="*", help="stage or group names (default: every stage)")
+    r.add_argument("--executor", choices=("local", "ray"), default="local", help="where tasks run (default: local)")
+    r.add_argument("-j", "--jobs", type=int, default=None,
+                   help="local: worker processes (default: one per GPU share, or 1 without GPUs); "
+                   "ray without --address: CPUs of the local Ray cluster it starts")
+    r.add_argument("--address", default=None,
+                   help="ray: cluster address (`ray start --head` prints it; 'auto' finds a running one); "
+                   "default: start a local cluster for this run")
+    r.add_argument("--gpus-per-job", type=int, default=None, help="GPUs per task (default: 1 if there are GPUs)")
+    r.add_argument("--cpus-per-job", type=int, default=None,
+                   help="CPU cores per task: local pins each worker to them (default: an equal share when "
+                   "train.threads > 0, no pinning when it is 0); ray asks for them (default 1)")
+    r.add_argument("--retries", type=int, default=2, help="retries of a failed task before it is reported (default 2)")
+    r.add_argument("-r", "--remote", default=None, help="ray: the DVC remote tasks pull from and push to")
+    r.add_argument("--dry", action="store_true", help="print the tasks and their order; run nothing")
+    r.set_defaults(func=cmd_grid_run)
+
+
+def cmd_grid_run(args: argparse.Namespace) -> int:
+    from ubench.grid.driver import run_grid
+
+    result = run_grid(".", executor=args.executor, jobs=args.jobs, address=args.address,
+                      gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, retries=args.retries,
+                      remote=args.remote, targets=args.stages, dry=args.dry)
+    if args.dry:
+        return 0
+    print(result.report())
+    return 130 if result.interrupted else (0 if result.ok else 1)
+
+
 #: the subcommands, in the order `ubench --help` lists them
 SUBCOMMANDS = (_add_prepare, _add_train, _add_evaluate, _add_efficiency, _add_leaderboard, _add_report,
                _add_uscore, _add_candidate, _add_advisor, _add_advise, _add_models, _add_datasets,
-               _add_verify, _add_publish)
+               _add_verify, _add_publish, _add_grid)
 
 
 def build_parser() -> argparse.ArgumentParser:

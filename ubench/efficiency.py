@@ -23,10 +23,12 @@ def count_params(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def complexity(model_name: str, input_size: int = 256, seed: int = 41) -> dict:
+def complexity(model_name: str, input_size: int, seed: int, threads: int) -> dict:
     from ptflops import get_model_complexity_info
 
-    make_deterministic(seed, tame_heap=uses_selective_scan(model_name))
+    # train.threads as every stage: the thread count is in the platform fingerprint, so a stage
+    # that took "every core" would record another file under a grid worker pinned to fewer cores
+    make_deterministic(seed, threads, tame_heap=uses_selective_scan(model_name))
     model = create_model(model_name, num_classes=1, in_channels=3).eval()
 
     with torch.no_grad():

@@ -108,7 +108,7 @@ def complexity_table(names: list[str], compute: bool = False, progress: bool = T
 
         for name in tqdm(missing, desc="params+FLOPs", unit="model", leave=False, disable=not progress):
             size = model_info(name).size_for(256)  # U-Bench's size, or the model's own
-            c = efficiency.complexity(name, size)
+            c = efficiency.complexity(name, size, seed=0, threads=0)  # counts: neither matters
             entry = {"hash": hashes[name], "input_size": size, "params_m": float(c["params_m"]),
                      "gflops": float(c["gflops"])}
             known[name] = entry

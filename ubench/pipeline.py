@@ -92,7 +92,7 @@ def run_complexity(cfg: Config, model: str) -> dict:
     from ubench.efficiency import complexity
 
     _check_model(model)
-    out = complexity(model, _efficiency_size(cfg, model), seed=cfg.train.seed)
+    out = complexity(model, _efficiency_size(cfg, model), seed=cfg.train.seed, threads=cfg.train.threads)
     write_json_atomic(paths.complexity_json(model), out)
     return out
 

@@ -15,7 +15,6 @@ with a GradScaler), ``train.channels_last``, ``train.compile``.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import os
 import random
@@ -256,10 +255,8 @@ def _save_resume(path: Path, key: str, run: dict, model, opt, sched, scaler, gen
         "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "scaler": scaler.state_dict(), "generator": gen.get_state(), "rng": _rng_states(),
     }
-    buf = io.BytesIO()
-    torch.save(doc, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, buf.getvalue())
+    # checkpoint_bytes: a value the safe loader refuses fails here, not silently at the next resume
+    write_bytes_atomic(path, checkpoint_bytes(doc))
 
 
 def _load_resume(path: Path, key: str, model, opt, sched, scaler, gen) -> dict | None:

@@ -43,10 +43,8 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -59,6 +57,7 @@ import yaml
 from ubench import paths
 from ubench.dvc_files import cache_dir, cache_object, load_lock
 from ubench.errors import UbenchError, unknown_name_error
+from ubench.scratch import copy_shipped, run_dvc, write_dvc_config
 
 DEFAULT_TOLERANCE = 0.5
 # absolute on scores within ±1 (IoU, Dice, ...), relative beyond (HD95 in pixels, loss, GFLOPs)
@@ -228,85 +227,17 @@ def _needed_inputs(root: Path, lock: dict[str, dict], chosen: list[str]) -> list
     return list(dict.fromkeys(targets))
 
 
-# --- the scratch workspace ------------------------------------------------------------------------
-
-def _shipped_files(root: Path, outputs: list[str]) -> list[str]:
-    """Relative paths of the files git would ship; without git, every file but DVC's own state
-    and the pipeline's ``outputs``."""
-    if (root / ".git").exists():
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=root, capture_output=True, check=True).stdout.decode()
-        return [p for p in out.split("\0") if p]
-    skip = {".git", ".venv", ".dvc/cache", ".dvc/tmp", *outputs}
-    files = []
-    for p in root.rglob("*"):
-        rel = p.relative_to(root).as_posix()
-        if p.is_file() and not any(rel == s or rel.startswith(s + "/") for s in skip):
-            files.append(rel)
-    return files
-
+# --- the scratch workspace (ubench.scratch) --------------------------------------------------------
 
 def _make_workspace(root: Path, cache: Path, dest: Path, outputs: list[str]) -> None:
-    for rel in dict.fromkeys([*_shipped_files(root, outputs), "dvc.yaml", "dvc.lock", "params.yaml"]):
-        src = root / rel
-        if src.is_file() or src.is_symlink():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel, follow_symlinks=False)
-    (dest / ".dvc").mkdir(exist_ok=True)
-    if not (dest / ".dvc" / "config").exists():
-        (dest / ".dvc" / "config").write_text("")
-    # the user's cache, read through links; site_cache_dir keeps DVC's index inside the scratch
-    (dest / ".dvc" / "config.local").write_text(
-        "[core]\n    no_scm = true\n"
-        f"    site_cache_dir = {json.dumps(str(dest / '.dvc' / 'tmp' / 'site'))}\n"
-        f"[cache]\n    dir = {json.dumps(str(cache))}\n    type = \"hardlink,copy\"\n")
+    """The shipped files, and the user's cache read through links (``--no-commit`` never writes it)."""
+    copy_shipped(root, dest, outputs)
+    write_dvc_config(dest, cache=cache, cache_type="hardlink,copy")
 
 
 def _dvc(args: list[str], cwd: Path, quiet: bool) -> tuple[int, str]:
-    """Run dvc in the scratch workspace; its output goes to stderr as it comes (unless quiet).
-
-    dvc runs in a session of its own, so that an interrupted verify can end it together with the
-    stage processes it started (`_stop`) before the scratch folder is removed; otherwise they
-    would go on writing there.
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd), env.get("PYTHONPATH")]))
-    # the stage commands (`ubench ...`) and dvc from this interpreter's environment, active or not
-    env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), env.get("PATH")]))
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or "dvc"
-    proc = subprocess.Popen([dvc, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace",
-                            start_new_session=os.name == "posix")
-    lines = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if not quiet:
-                sys.stderr.write(line)
-                sys.stderr.flush()
-        return proc.wait(), "".join(lines)
-    except BaseException:
-        _stop(proc)
-        raise
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End ``proc`` and every process of its session: SIGTERM, then SIGKILL to what is left."""
-    if os.name != "posix":  # pragma: no cover
-        proc.kill()
-        proc.wait()
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # stage processes that outlived dvc
-    proc.wait()
+    """dvc in the scratch workspace, its output on stderr as it comes (unless quiet)."""
+    return run_dvc(args, cwd, echo=None if quiet else sys.stderr)
 
 
 # --- interruption ---------------------------------------------------------------------------------

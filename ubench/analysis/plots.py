@@ -102,8 +102,10 @@ def plot_iou_vs_uscore(report: Mapping, path: str | Path) -> None:
           / sum(1 for d in datasets.values() if m in d["iou"]) for m in names]
     ys = [100 * overall[m] for m in names]
     ax.scatter(xs, ys, color=MODEL_COLOR)
-    for m, x, y in zip(names, xs, ys):
-        ax.annotate(m, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    # a leader line ties a label that separate_labels moves up to its point
+    labels = [ax.annotate(m, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8,
+                          arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.6, "shrinkA": 0, "shrinkB": 4})
+              for m, x, y in zip(names, xs, ys)]
     ax.set_xlabel(f"IoU (labelled: mean over {len(datasets)} in-domain dataset(s); grey: per dataset)")
     ax.set_ylabel("U-Score x 100")
     ax.set_ylim(-5, 105)
@@ -114,7 +116,30 @@ def plot_iou_vs_uscore(report: Mapping, path: str | Path) -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    separate_labels(fig, labels)
     _save(fig, path)
+
+
+def separate_labels(fig: Figure, labels: list, pad_points: float = 1.0, rounds: int = 40) -> None:
+    """Move point labels up, lowest point first, until no two overlap (models with close IoU and
+    U-Score otherwise print their names over each other). Deterministic: same points, same places."""
+    from matplotlib.text import Text
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+
+    def text_box(label):  # the text alone, not its leader line, where it is now
+        label.update_positions(renderer)
+        return Text.get_window_extent(label, renderer)
+
+    placed = []
+    for label in sorted(labels, key=lambda t: (t.xy[1], t.xy[0], t.get_text())):
+        for _ in range(rounds):
+            box = text_box(label)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            dx, dy = label.xyann
+            label.xyann = (dx, dy + box.height * 72.0 / fig.dpi + pad_points)
+        placed.append(text_box(label))
 
 
 def training_curves_png(curves: Mapping, baseline: str) -> bytes:

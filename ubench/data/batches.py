@@ -77,7 +77,7 @@ class SplitBatches:
 
     def batch(self, indices: list[int]) -> dict:
         """The batch of these dataset indices (not split positions)."""
-        images, masks = self.ds._arrays()
+        images, masks = self.ds.arrays()
         image = torch.from_numpy(np.ascontiguousarray(images[indices]))  # (B, H, W, 3) uint8
         mask = torch.from_numpy(np.ascontiguousarray(masks[indices]))  # (B, H, W)
         if self._pin:

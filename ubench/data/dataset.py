@@ -85,7 +85,8 @@ class SegmentationDataset(Dataset):
         self._images: np.ndarray | None = None
         self._masks: np.ndarray | None = None
 
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The prepared images and masks as read-only memory maps (opened once, lazily)."""
         if self._images is None:
             self._images = np.load(self.prepared_dir / "images.npy", mmap_mode="r")
             self._masks = np.load(self.prepared_dir / "masks.npy", mmap_mode="r")
@@ -116,7 +117,7 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         index = self.indices[i]
-        images, masks = self._arrays()
+        images, masks = self.arrays()
         image = torch.from_numpy(self.normalise(np.asarray(images[index])))
         mask = torch.from_numpy(np.asarray(masks[index], dtype=np.float32)[None].copy())
         if self.augment:
