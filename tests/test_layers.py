@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("__init__", "errors", "names", "paths", "io", "runtime", "output_guard")),
     ("domain", ("models", "data", "metrics")),
     ("config", ("config",)),
-    ("components", ("checkpoint", "inference", "efficiency", "analysis")),
+    ("components", ("checkpoint", "inference", "efficiency", "analysis", "ubench_weights")),
     ("work", ("train", "evaluate", "advisor")),
     ("application", ("pipeline", "model_table", "verify", "publish", "dvc_files", "scratch", "grid")),
     ("entry", ("cli", "__main__")),

@@ -1,0 +1,102 @@
+"""Reading U-Bench's released checkpoints, safely, and fitting them onto ubench's models exactly.
+
+The first half of issue 19 (``ubench weights import``): what a U-Bench checkpoint holds and whether
+it fits a model. U-Bench's ``main.py`` saves ``{"state_dict", "config", "epoch", ...}`` where
+``config`` is its ``argparse.Namespace`` (``model``, ``dataset_name``, ``img_size``,
+``num_classes``, ``input_channel``, ``do_deeps``, ...); a bare state_dict is accepted too.
+
+Safety: checkpoints are loaded with torch's safe loader (``weights_only=True``), allowing only
+``argparse.Namespace`` besides tensors and plain containers, so a downloaded file cannot run code.
+Fitting is all or nothing: every key of the model present with its shape, nothing left over, or a
+``UbenchError`` that lists what is missing, unexpected and mis-shaped (never a partial load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ubench.errors import UbenchError
+
+# the fields of U-Bench's argparse config that identify what a checkpoint is
+CONFIG_KEYS = ("model", "dataset_name", "img_size", "num_classes", "input_channel", "do_deeps")
+_LISTED = 8  # keys named per category in an error; the rest are counted
+
+
+@dataclass
+class UBenchCheckpoint:
+    path: Path
+    sha256: str
+    state_dict: dict[str, torch.Tensor]
+    config: dict = field(default_factory=dict)  # U-Bench's argparse values (empty for a bare state_dict)
+    epoch: int | None = None
+    stripped_prefix: str = ""  # "module." when it was saved from DataParallel
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_checkpoint(path: str | Path) -> UBenchCheckpoint:
+    """A U-Bench checkpoint file, loaded safely; UbenchError names what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UbenchError(f"{path} not found", "give the path of a U-Bench checkpoint (.pth)")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            doc = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UbenchError(f"{path} holds objects the safe loader refuses ({str(exc).splitlines()[0][:200]})",
+                          "ubench loads only tensors, plain containers and U-Bench's argparse config; "
+                          "re-save the state_dict alone with torch.save(model.state_dict(), path)") from None
+    except Exception as exc:  # noqa: BLE001 - zip/pickle/EOF errors of a damaged file
+        raise UbenchError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})",
+                          "download it again (a truncated download is the usual cause)") from None
+    if isinstance(doc, dict) and isinstance(doc.get("state_dict"), dict):
+        state, config, epoch = doc["state_dict"], doc.get("config"), doc.get("epoch")
+    elif isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
+        state, config, epoch = doc, None, None
+    else:
+        raise UbenchError(f"{path} is neither a U-Bench checkpoint (a dict with 'state_dict') nor a state_dict",
+                          "give a checkpoint_best.pth / checkpoint_final.pth that U-Bench's main.py wrote")
+    if isinstance(config, argparse.Namespace):
+        config = vars(config)
+    prefix = "module." if state and all(k.startswith("module.") for k in state) else ""
+    state = {k[len(prefix):]: v for k, v in state.items()}
+    return UBenchCheckpoint(path, _sha256(path), state, dict(config or {}),
+                            int(epoch) if isinstance(epoch, int) else None, prefix)
+
+
+def _listed(keys: list[str]) -> str:
+    more = f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
+    return ", ".join(keys[:_LISTED]) + more
+
+
+def fit_state_dict(model: torch.nn.Module, source: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    """``source`` as the model's state_dict (the model's key order), if it fits exactly.
+
+    Exactly: the same keys, each with the model's shape. Anything else is a UbenchError naming the
+    missing, unexpected and mis-shaped keys of ``what`` (e.g. the file and the model), so that a
+    checkpoint of another architecture or size is refused, never loaded in part."""
+    target = model.state_dict()
+    missing = [k for k in target if k not in source]
+    unexpected = [k for k in source if k not in target]
+    shapes = [f"{k} {tuple(source[k].shape)} != {tuple(target[k].shape)}" for k in target
+              if k in source and tuple(source[k].shape) != tuple(target[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{len(missing)} missing ({_listed(missing)})" if missing else "",
+                 f"{len(unexpected)} unexpected ({_listed(unexpected)})" if unexpected else "",
+                 f"{len(shapes)} mis-shaped ({_listed(shapes)})" if shapes else ""]
+        raise UbenchError(f"{what} does not fit: " + "; ".join(p for p in parts if p),
+                          "check --model (and the checkpoint's num_classes / input channels); a checkpoint of "
+                          "another architecture cannot be loaded, and ubench never loads one in part")
+    return {k: source[k] for k in target}
