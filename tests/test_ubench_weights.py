@@ -84,3 +84,22 @@ def test_damaged_and_foreign_files_name_the_problem(tmp_path):
 
 class _Custom:
     pass
+
+
+def test_model_and_dataset_come_from_the_config_unless_given(tmp_path):
+    from ubench.ubench_weights import identify, ubench_model_names
+
+    names = ubench_model_names()
+    assert names["U_Net"] == "unet" and names["UNeXt"] == "unext"  # ModelInfo.ubench_name
+    path = tmp_path / "c.pth"
+    torch.save({"state_dict": _model().state_dict(), "config": _ubench_config()}, path)
+    ck = read_checkpoint(path)
+    assert identify(ck) == ("unext", "busi")
+    assert identify(ck, model="unet", dataset="isic2018") == ("unet", "isic2018")
+    torch.save({"state_dict": _model().state_dict(), "config": _ubench_config(model="U_Netz")}, path)
+    with pytest.raises(UbenchError) as err:
+        identify(read_checkpoint(path))
+    assert "U_Netz" in err.value.what and "U_Net" in err.value.what + err.value.fix  # the closest name
+    torch.save(_model().state_dict(), path)
+    with pytest.raises(UbenchError, match="bare state_dict"):
+        identify(read_checkpoint(path))

@@ -100,3 +100,36 @@ def fit_state_dict(model: torch.nn.Module, source: dict[str, torch.Tensor], what
                           "check --model (and the checkpoint's num_classes / input channels); a checkpoint of "
                           "another architecture cannot be loaded, and ubench never loads one in part")
     return {k: source[k] for k in target}
+
+
+def ubench_model_names() -> dict[str, str]:
+    """{U-Bench's model name (its ``--model``): ubench's registry name}, from ``ModelInfo.ubench_name``."""
+    from ubench.models import list_models, model_info
+
+    return {model_info(n).ubench_name: n for n in list_models() if model_info(n).ubench_name}
+
+
+def identify(ck: UBenchCheckpoint, model: str | None = None, dataset: str | None = None) -> tuple[str, str]:
+    """(ubench model, dataset) of a checkpoint: what the caller says, else what its config says.
+
+    A name the config gives that ubench does not know is a UbenchError naming the closest known
+    names; a bare state_dict (no config) needs both given."""
+    from ubench.errors import unknown_name_error
+
+    names = ubench_model_names()
+    if model is None:
+        theirs = ck.config.get("model")
+        if not theirs:
+            raise UbenchError(f"{ck.path} has no U-Bench config naming its model (a bare state_dict)",
+                              "pass --model NAME (`ubench models list`)")
+        if theirs not in names:
+            raise unknown_name_error("U-Bench model", str(theirs), sorted(names),
+                                     "ubench has no model registered under that U-Bench name; pass --model "
+                                     "if it is one under another name")
+        model = names[theirs]
+    if dataset is None:
+        dataset = ck.config.get("dataset_name")
+        if not dataset:
+            raise UbenchError(f"{ck.path} has no U-Bench config naming its dataset",
+                              "pass --dataset NAME (`ubench datasets list`)")
+    return model, str(dataset)
