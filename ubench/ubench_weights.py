@@ -9,6 +9,14 @@ Safety: checkpoints are loaded with torch's safe loader (``weights_only=True``),
 ``argparse.Namespace`` besides tensors and plain containers, so a downloaded file cannot run code.
 Fitting is all or nothing: every key of the model present with its shape, nothing left over, or a
 ``UbenchError`` that lists what is missing, unexpected and mis-shaped (never a partial load).
+``identify`` names the ubench model and dataset (U-Bench names through ``ModelInfo.ubench_name``);
+``imported_document`` is the dict ``ubench train`` writes, so evaluate reads it unchanged, with the
+provenance (file, sha256, U-Bench model, epoch, config) under ``imported``.
+
+Still to come (issue 19): the CLI, per-model key maps for models whose keys differ from U-Bench's,
+tied tensors, ``grid.imported`` in the pipeline. ``fit_state_dict`` and
+``checkpoint.load_checkpoint`` check keys alike; they become one check when checkpoint.py (a
+stage dependency) is next changed.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_checkpoint(path: str | Path) -> UBenchCheckpoint:
+def read_ubench_checkpoint(path: str | Path) -> UBenchCheckpoint:
     """A U-Bench checkpoint file, loaded safely; UbenchError names what is wrong with it."""
     path = Path(path)
     if not path.is_file():
@@ -133,3 +141,34 @@ def identify(ck: UBenchCheckpoint, model: str | None = None, dataset: str | None
             raise UbenchError(f"{ck.path} has no U-Bench config naming its dataset",
                               "pass --dataset NAME (`ubench datasets list`)")
     return model, str(dataset)
+
+
+def _plain(value):
+    """A config value as plain data the safe loader reads back (anything else as its repr)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return repr(value)
+
+
+def imported_document(ck: UBenchCheckpoint, model: str, dataset: str) -> dict:
+    """The checkpoint dict ``ubench train`` writes (what evaluate and zero-shot read), holding the
+    U-Bench weights fitted onto ``model``, with their provenance under ``imported``."""
+    from ubench.models import create_model
+
+    num_classes = int(ck.config.get("num_classes", 1))
+    in_channels = int(ck.config.get("input_channel", 3))
+    net = create_model(model, num_classes=num_classes, in_channels=in_channels)
+    state = fit_state_dict(net, ck.state_dict, f"{ck.path} (U-Bench {ck.config.get('model', '?')}) on ubench's {model}")
+    return {
+        "model": model, "state_dict": {k: v.detach().clone().contiguous() for k, v in state.items()},
+        "epoch": ck.epoch if ck.epoch is not None else -1, "num_classes": num_classes,
+        "dataset": dataset,
+        "imported": {"from": "U-Bench", "file": ck.path.name, "sha256": ck.sha256,
+                     "ubench_model": str(ck.config.get("model", "")), "epoch": ck.epoch,
+                     "stripped_prefix": ck.stripped_prefix,
+                     "config": {k: _plain(v) for k, v in sorted(ck.config.items())}},
+    }
