@@ -22,7 +22,6 @@ stage dependency) is next changed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 
 from ubench.errors import UbenchError
+from ubench.io import sha256_file
 
 # the fields of U-Bench's argparse config that identify what a checkpoint is
 CONFIG_KEYS = ("model", "dataset_name", "img_size", "num_classes", "input_channel", "do_deeps")
@@ -44,14 +44,6 @@ class UBenchCheckpoint:
     config: dict = field(default_factory=dict)  # U-Bench's argparse values (empty for a bare state_dict)
     epoch: int | None = None
     stripped_prefix: str = ""  # "module." when it was saved from DataParallel
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_ubench_checkpoint(path: str | Path) -> UBenchCheckpoint:
@@ -80,7 +72,7 @@ def read_ubench_checkpoint(path: str | Path) -> UBenchCheckpoint:
         config = vars(config)
     prefix = "module." if state and all(k.startswith("module.") for k in state) else ""
     state = {k[len(prefix):]: v for k, v in state.items()}
-    return UBenchCheckpoint(path, _sha256(path), state, dict(config or {}),
+    return UBenchCheckpoint(path, sha256_file(path), state, dict(config or {}),
                             int(epoch) if isinstance(epoch, int) else None, prefix)
 
 

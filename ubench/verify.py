@@ -208,11 +208,11 @@ def _stage_order(lock: dict[str, dict]) -> list[str]:
     """Stages in dependency order (upstream first), from the paths in dvc.lock."""
     from graphlib import TopologicalSorter
 
-    outs = {s: [o["path"] for o in b.get("outs", [])] for s, b in lock.items()}
-    graph = {s: {u for u, paths in outs.items() if u != s
-                 for d in b.get("deps", []) for p in paths if _overlaps(d["path"], p)}
-             for s, b in lock.items()}
-    return list(TopologicalSorter(graph).static_order())
+    from ubench.grid.plan import Stage, upstream  # the one rule linking a dep to the stage producing it
+
+    stages = {s: Stage(s, tuple(d["path"] for d in b.get("deps", [])), tuple((o["path"], True) for o in b.get("outs", [])))
+              for s, b in lock.items()}
+    return list(TopologicalSorter(upstream(stages)).static_order())
 
 
 def _needed_inputs(root: Path, lock: dict[str, dict], chosen: list[str]) -> list[str]:

@@ -47,11 +47,6 @@ class Task:
     uncached_outs: list[str] = field(default_factory=list)
 
 
-def overlaps(a: str, b: str) -> bool:
-    a, b = a.rstrip("/"), b.rstrip("/")
-    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
-
-
 def upstream(stages: dict[str, Stage]) -> dict[str, set[str]]:
     """{stage: the stages producing one of its deps}, from paths, as DVC links them: a dep is an
     output, lies inside one, or is a folder holding some. Indexed, so that the full grid's 6,000
