@@ -3,7 +3,8 @@ whenever a change could alter its outputs (and `dvc status` is never clean while
 
 Every stage instance of dvc.yaml is run, from its own ``cmd``, on a tiny grid in a scratch folder,
 each in a fresh process that records the ubench files it imported or opened and the params keys
-it read (tests/stage_trace.py). Then:
+it read (tests/stage_trace.py). A dep on a source digest (``results/code/...json``, written by the
+``code`` stage, which runs first) stands for the files that digest lists. Then:
 
 - each such file must be covered by one of the instance's deps (a directory dep covers every
   file under it; ``${item...}`` is expanded for the concrete instance);
@@ -37,7 +38,8 @@ RAW = "mine"  # a U-Bench-layout folder under data/raw, so that prepare_raw runs
 PARAMS = tiny_params(
     grid={"models": ["unext", "ulite"], "datasets": ["synth", "synth_small"],
           "transfer": [{"source": "synth", "target": "synth_shift"}],
-          "synthetic": ["synth", "synth_shift", "synth_small"], "raw": [RAW]},
+          "synthetic": ["synth", "synth_shift", "synth_small"], "raw": [RAW],
+          "imported": [{"model": "unext", "dataset": "synth"}]},
     synthetic={"n": 12},
     efficiency={"input_size": 32, "speed": {"warmup": 0, "window": 1, "max_seconds": 0.1, "tolerance": 0.5}},
     leaderboard={"baseline": "unext"},
@@ -54,12 +56,7 @@ UNUSED_READS = {
 }
 
 # Deps a stage may carry without using them, each with the reason (keep the list short).
-UNUSED_DEPS = {
-    # A stage over ${item.model} depends on the model's own file and on the shared blocks; DVC
-    # cannot give each model only the ops files it imports, so a model built on no shared block
-    # (ulite, cmunext, medt, ...) reruns when ops/ changes. Its own file is still exact.
-    "ubench/models/ops",
-}
+UNUSED_DEPS: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -153,6 +150,22 @@ def make_raw_layout(root: Path, n: int = 8) -> None:
         Image.fromarray(mask).save(root / "masks" / "0" / f"c{i}.png")
 
 
+def make_imported(root: Path, model: str, dataset: str) -> None:
+    """models/imported/DATASET/MODEL.pt as `ubench weights import` writes it, from a checkpoint in
+    U-Bench's format (so that evaluate_imported@ runs)."""
+    import argparse
+
+    import torch
+
+    from ubench.models import create_model, model_info
+    from ubench.ubench_weights import import_checkpoint
+
+    src = root / "ubench_checkpoint.pth"
+    torch.save({"state_dict": create_model(model).state_dict(), "epoch": 1,
+                "config": argparse.Namespace(model=model_info(model).ubench_name, dataset_name=dataset)}, src)
+    import_checkpoint(src, out=root / "models" / "imported" / dataset / f"{model}.pt")
+
+
 @pytest.fixture(scope="module")
 def dvc() -> dict:
     return yaml.safe_load(DVC_YAML.read_text())
@@ -165,6 +178,7 @@ def traced(dvc, tmp_path_factory) -> list[tuple[Instance, dict]]:
     params = as_dict(config_from_dict(PARAMS))  # every key spelled out, as dvc.yaml interpolates
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     make_raw_layout(ws / "data" / "raw" / RAW)
+    make_imported(ws, "unext", "synth")
     instances = expand_stages(dvc, params)
     plan = ws / "plan.json"
     plan.write_text(json.dumps([{"name": i.name, "argv": list(i.argv)} for i in instances]))
@@ -176,7 +190,20 @@ def traced(dvc, tmp_path_factory) -> list[tuple[Instance, dict]]:
                        capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
         pytest.fail(f"a stage failed on the tiny grid:\n{r.stderr[-6000:]}")
-    return [(inst, json.loads((out / f"{k}.json").read_text())) for k, inst in enumerate(instances)]
+    return [(with_digests_expanded(inst, ws), json.loads((out / f"{k}.json").read_text()))
+            for k, inst in enumerate(instances)]
+
+
+def with_digests_expanded(inst: Instance, ws: Path) -> Instance:
+    """The instance with each source-digest dep replaced by the files the written digest lists."""
+    deps: list[str] = []
+    for d in inst.deps:
+        if d.startswith("results/code/"):
+            assert (ws / d).is_file(), f"{inst.name} depends on {d}, which the code stage did not write"
+            deps.extend(json.loads((ws / d).read_text())["files"])
+        else:
+            deps.append(d)
+    return Instance(inst.stage, inst.name, inst.argv, tuple(deps), inst.params)
 
 
 def _stage_traces(traced, stage: str) -> list[tuple[Instance, dict]]:

@@ -29,19 +29,20 @@ def _stage(name, deps=(), outs=(), uncached=()):
 
 
 def _toy() -> dict[str, plan.Stage]:
-    """ubench's shape: data pin, prepare, a model chain with a transfer, aggregates."""
+    """ubench's shape: source digests, data pin, prepare, a model chain with a transfer, aggregates."""
     stages = [
+        _stage("code", ["ubench"], [], ["results/code"]),
         plan.Stage("data.dvc", (), (("data/raw", True),), runnable=False),
-        _stage("prepare@a", ["src/prep.py"], ["data/prepared/a"]),
-        _stage("prepare@b", ["src/prep.py"], ["data/prepared/b"]),
-        _stage("prepare_raw@r", ["src/prep.py", "data/raw/r"], ["data/prepared/r"]),
-        _stage("train@m-a", ["src/train.py", "data/prepared/a"], ["models/a/m.pt"], ["results/train/a/m"]),
+        _stage("prepare@a", ["results/code/prepare.json"], ["data/prepared/a"]),
+        _stage("prepare@b", ["results/code/prepare.json"], ["data/prepared/b"]),
+        _stage("prepare_raw@r", ["results/code/prepare.json", "data/raw/r"], ["data/prepared/r"]),
+        _stage("train@m-a", ["results/code/train/m.json", "data/prepared/a"], ["models/a/m.pt"], ["results/train/a/m"]),
         _stage("evaluate@m-a", ["models/a/m.pt", "data/prepared/a"], ["results/per_image/a/m.csv"],
                ["results/eval/a/m.json"]),
         _stage("zeroshot@m-pair0", ["models/a/m.pt", "data/prepared/b"], ["results/zeroshot/a/b/m.csv"]),
-        _stage("train@m-r", ["src/train.py", "data/prepared/r"], ["models/r/m.pt"]),
+        _stage("train@m-r", ["results/code/train/m.json", "data/prepared/r"], ["models/r/m.pt"]),
         _stage("evaluate@m-r", ["models/r/m.pt", "data/prepared/r"], [], ["results/eval/r/m.json"]),
-        _stage("speed@m", ["src/speed.py"], [], ["results/speed/m.json"]),
+        _stage("speed@m", ["results/code/efficiency/m.json"], [], ["results/speed/m.json"]),
         _stage("leaderboard", ["results/per_image", "results/eval"], [], ["results/leaderboard.json"]),
         _stage("uscore", ["results/leaderboard.json", "results/speed"], [], ["results/uscore.json"]),
         _stage("report", ["results/uscore.json", "results/train"], [], ["reports/index.html"]),
@@ -52,10 +53,10 @@ def _toy() -> dict[str, plan.Stage]:
 def test_upstream_links_files_folders_and_outputs_inside_a_dep_folder():
     up = plan.upstream(_toy())
     assert up["zeroshot@m-pair0"] == {"train@m-a", "prepare@b"}
-    assert up["prepare_raw@r"] == {"data.dvc"}  # a dep inside an output folder
+    assert up["prepare_raw@r"] == {"data.dvc", "code"}  # a dep inside an output folder
     assert up["leaderboard"] == {"evaluate@m-a", "evaluate@m-r"}  # outputs inside a dep folder
     assert up["report"] == {"uscore", "train@m-a"}
-    assert up["prepare@a"] == set()
+    assert up["prepare@a"] == {"code"}
 
 
 def test_everything_out_of_date_groups_a_models_chain_into_one_task():
@@ -64,7 +65,8 @@ def test_everything_out_of_date_groups_a_models_chain_into_one_task():
     assert "data.dvc" not in todo  # a data pin has no command: never scheduled
     tasks = {t.id: t for t in plan.group(stages, todo)}
     assert tasks["train@m-a"].stages == ["train@m-a", "evaluate@m-a", "zeroshot@m-pair0"]
-    assert tasks["train@m-a"].after == {"prepare@a", "prepare@b"}
+    assert tasks["train@m-a"].after == {"prepare@a", "prepare@b", "code"}
+    assert tasks["prepare@a"].stages == ["prepare@a"]  # below the prelude `code`, still a source
     assert tasks["train@m-a"].inputs == ["prepare@a", "prepare@b"]  # by stage name
     assert tasks["train@m-a"].uncached_outs == ["results/train/a/m", "results/eval/a/m.json"]
     assert tasks["leaderboard"].stages == ["leaderboard", "uscore"]  # uscore's other input is a source
@@ -78,7 +80,7 @@ def test_everything_out_of_date_groups_a_models_chain_into_one_task():
 
 def test_a_changed_model_reruns_its_chain_and_the_aggregates_only():
     stages = _toy()
-    todo = plan.out_of_date(stages, {"train@m-a": [{"changed deps": {"src/train.py": "modified"}}]})
+    todo = plan.out_of_date(stages, {"train@m-a": [{"changed deps": {"results/code/train/m.json": "modified"}}]})
     assert todo == ["train@m-a", "evaluate@m-a", "zeroshot@m-pair0", "leaderboard", "uscore", "report"]
     tasks = {t.id: t for t in plan.group(stages, todo)}
     assert tasks["train@m-a"].after == set()  # its inputs are up to date: checked out, not waited for
@@ -89,9 +91,9 @@ def test_a_changed_model_reruns_its_chain_and_the_aggregates_only():
 def test_targets_limit_the_run_to_them_and_their_upstream():
     stages = _toy()
     todo = plan.out_of_date(stages, {s: [] for s in stages}, targets=["evaluate@m-a"])
-    assert todo == ["prepare@a", "train@m-a", "evaluate@m-a"]
+    assert todo == ["code", "prepare@a", "train@m-a", "evaluate@m-a"]
     todo = plan.out_of_date(stages, {s: [] for s in stages}, targets=["evaluate"])  # a group
-    assert set(todo) == {"prepare@a", "train@m-a", "evaluate@m-a", "prepare_raw@r", "train@m-r", "evaluate@m-r"}
+    assert set(todo) == {"code", "prepare@a", "train@m-a", "evaluate@m-a", "prepare_raw@r", "train@m-r", "evaluate@m-r"}
     with pytest.raises(UbenchError) as err:
         plan.out_of_date(stages, {}, targets=["evaluat"])
     assert "evaluate" in err.value.fix or "evaluate" in err.value.what
@@ -102,7 +104,8 @@ def test_only_deleted_cached_outputs_are_checked_out_instead_of_rerun():
     status = {
         "train@m-a": [{"changed outs": {"models/a/m.pt": "deleted"}}],  # a killed driver's leftover
         "evaluate@m-a": [{"changed outs": {"results/per_image/a/m.csv": "modified"}}],  # the user's edit
-        "train@m-r": [{"changed deps": {"src/train.py": "modified"}}, {"changed outs": {"models/r/m.pt": "deleted"}}],
+        "train@m-r": [{"changed deps": {"results/code/train/m.json": "modified"}},
+                      {"changed outs": {"models/r/m.pt": "deleted"}}],
         "speed@m": [{"changed outs": {"results/speed/m.json": "deleted"}}],  # in git, not in the cache
     }
     status["evaluate@m-r"] = [{"changed deps": {"models/r/m.pt": "deleted"}},  # its input is gone too
@@ -176,6 +179,20 @@ def test_local_slots_split_gpus_and_refuse_what_the_machine_lacks(tmp_path, monk
     monkeypatch.setattr(driver, "_train_threads", lambda root: 0)
     ex = driver.local_executor(tmp_path, Transport("cache"), 2, 0, None, 0, notes)
     assert all(s.cpus == [] for s in ex.slots) and "not pinned" in notes[0]
+
+
+def test_workspaces_of_tasks_no_longer_planned_are_removed(tmp_path):
+    """A driver killed after recording a task leaves its workspace; the next run removes it, and
+    keeps those of the tasks it plans (their resume states)."""
+    from ubench.grid.executors import LocalExecutor, safe_name
+    from ubench.grid.task import Transport
+
+    ex = LocalExecutor(tmp_path, Transport("cache", cache=str(tmp_path)), 1, 0, [], 0, [], 0)
+    work = tmp_path / ".ubench" / "grid" / "work"
+    for tid in ("prepare@synth", "train@unet-synth"):
+        (work / safe_name(tid) / "ws").mkdir(parents=True)
+    ex.prune({"train@unet-synth"})
+    assert sorted(p.name for p in work.iterdir()) == [safe_name("train@unet-synth")]
 
 
 def test_progress_is_a_live_table_on_a_terminal_and_lines_elsewhere():

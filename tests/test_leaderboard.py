@@ -227,3 +227,38 @@ def test_plots_are_valid_and_deterministic(tmp_path):
             im.verify()
             assert im.format == "PNG"
         assert b"Software" not in blob
+
+
+def test_imported_weights_are_tested_against_the_trained_baseline_apart_from_the_grid():
+    """U-Bench weights of `a` and of the baseline's own architecture: paired with the baseline
+    trained here, Holm across the imports, labelled, never ranked or counted in `overall`."""
+    from ubench.analysis.html_report import render_html
+    from ubench.analysis.leaderboard import imported_label
+
+    in_domain, zeroshot = inputs()
+    better = [x + 0.1 for x in UNET]  # U-Bench's unet: +0.1 on every image
+    imported = {"ds1": {"a": frame(IDS, A), "unet": shuffled(frame(IDS, better))}}
+    imported_zs = {("ds1", "ds2"): {"unet": frame(ZS_IDS, ZS_B)}}
+    board = build_leaderboard(in_domain, zeroshot, imported=imported, imported_zeroshot=imported_zs)
+    plain = build_leaderboard(*inputs())
+    assert {k: v for k, v in board.items() if k != "imported"} == plain  # the grid's tables are untouched
+    rows = board["imported"]["datasets"]["ds1"]["models"]
+    assert set(rows) == {imported_label("a"), imported_label("unet")} == {"a (U-Bench weights)",
+                                                                          "unet (U-Bench weights)"}
+    u = rows["unet (U-Bench weights)"]
+    assert u["model"] == "unet" and u["delta_iou"] == pytest.approx(0.1) and u["trained_here_iou_mean"] == pytest.approx(0.70)
+    a = rows["a (U-Bench weights)"]
+    assert a["delta_iou"] == pytest.approx(board["datasets"]["ds1"]["models"]["a"]["delta_iou"])
+    # Holm over the two imports of this table
+    assert [a["p_holm"], u["p_holm"]] == pytest.approx(holm([a["p_ttest"], u["p_ttest"]]))
+    assert "rank" not in u and "unet (U-Bench weights)" not in board["overall"]
+    z = board["imported"]["zeroshot"]["ds1->ds2"]["models"]["unet (U-Bench weights)"]
+    assert z["delta_iou"] == pytest.approx(0.20 - 0.45) and z["drop_vs_in_domain"] == pytest.approx(0.80 - 0.20)
+    md = render_markdown(board)
+    assert "## U-Bench weights" in md and "| unet (U-Bench weights) | 0.8000" in md
+    assert "### ds1 → ds2 (zero-shot)" in md.split("## U-Bench weights")[1]
+    page = render_html(board, {"models": {}, "uscore": {}}, {"leaderboard": b"", "uscore": b"", "training": b""})
+    assert "<h2>U-Bench weights</h2>" in page and "unet (U-Bench weights)" in page
+    with pytest.raises(ValueError, match="which has no trained results here"):
+        build_leaderboard(in_domain, zeroshot, imported={"ds9": {"a": frame(IDS, A)}})
+    json.dumps(board, allow_nan=False)

@@ -33,6 +33,11 @@ NOT_RUN = {
     "dvc pull": "needs a DVC remote; tests/test_remotes.py pulls from one",
     "dvc exp run -S train.pretrained=true": "needs the ImageNet backbone files (downloads); "
                                             "tests/test_pretrained.py trains from files the test writes",
+    "ubench weights import": "needs U-Bench's released checkpoints (a download); tests/test_ubench_weights.py "
+                             "imports checkpoints written in U-Bench's format, one by one and as a release",
+    "dvc add models/imported": "pins imported U-Bench weights; tests/test_imported_pipeline.py runs it",
+    "dvc exp run -S 'grid.imported": "needs an imported checkpoint; tests/test_imported_pipeline.py runs this "
+                                     "command on the tiny grid after importing one",
     "ubench verify": "reruns stages in a scratch copy; tests/test_verify.py runs it on the tiny grid",
     "ubench grid run --jobs": "runs the grid in parallel: tests/test_grid.py runs --jobs 2 on the tiny grid "
                               "(a killed worker, a killed driver, a failing task)",

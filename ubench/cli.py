@@ -33,6 +33,26 @@ def _config(args: argparse.Namespace):
 
 # --- the stages of dvc.yaml ----------------------------------------------------------------------
 
+def _add_code(sub) -> None:
+    p = sub.add_parser("code", help="digest the ubench sources each stage runs (the `code` stage)",
+                       description="Write results/code/KIND.json (and results/code/KIND/MODEL.json for "
+                       "train, evaluate, efficiency and candidate, for every model in grid.models, grid.imported and "
+                       "candidate.model): the ubench files a stage of that kind runs, with their SHA-256. "
+                       "Each stage of dvc.yaml depends on its one digest instead of ~25 source files, "
+                       "which keeps `dvc status` fast on the full grid; editing a file reruns exactly "
+                       "the stages whose digest lists it. The lists are in ubench/stage_sources.py.")
+    _add_params(p)
+    p.set_defaults(func=cmd_code)
+
+
+def cmd_code(args: argparse.Namespace) -> int:
+    from ubench import pipeline
+
+    written = pipeline.run_code(_config(args))
+    print(f"wrote {len(written)} source digests under results/code/")
+    return 0
+
+
 def _add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="convert a dataset into the prepared form (npy + splits + manifest)",
                        description="Prepare DATASET into data/prepared/DATASET: resized uint8 images.npy "
@@ -86,6 +106,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--dataset", required=True, help="the dataset the model was trained on")
     p.add_argument("--target", default=None, help="zero-shot target dataset")
+    p.add_argument("--imported", action="store_true",
+                   help="evaluate models/imported/DATASET/MODEL.pt (U-Bench weights, `ubench weights import`) "
+                   "on DATASET's test split and zero-shot on its grid.transfer targets (the "
+                   "evaluate_imported stage); writes results/*/imported/DATASET/MODEL/")
     _add_params(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -93,6 +117,13 @@ def _add_evaluate(sub) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ubench import pipeline
 
+    if args.imported:
+        if args.target:
+            raise UbenchError("--imported takes no --target", "zero-shot targets come from grid.transfer")
+        s = pipeline.run_evaluate_imported(_config(args), args.model, args.dataset)
+        print(f"{args.model} (U-Bench weights) on {args.dataset} test: IoU {s['metrics']['iou']['mean']:.4f} "
+              f"over {s['n_images']} images")
+        return 0
     s = pipeline.run_evaluate(_config(args), args.model, args.dataset, args.target)
     where = f"{args.dataset} -> {args.target} (zero-shot)" if args.target else f"{args.dataset} test"
     print(f"{args.model} on {where}: IoU {s['metrics']['iou']['mean']:.4f} over {s['n_images']} images")
@@ -418,6 +449,58 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_weights(sub) -> None:
+    p = sub.add_parser("weights", help="import U-Bench's released checkpoints as ubench checkpoints",
+                       description="Bring U-Bench's trained weights (its Model Zoo release) into ubench: "
+                       "each checkpoint is read with the safe loader (tensors and U-Bench's argparse "
+                       "config only), fitted onto ubench's model all or nothing (a checkpoint that does "
+                       "not fit is refused, naming its missing, unexpected and mis-shaped keys), and "
+                       "written in the format `ubench train` writes, with its provenance (file, SHA-256, "
+                       "U-Bench model, epoch, config) under 'imported'.")
+    wsub = p.add_subparsers(dest="weights_command", required=True, metavar="SUBCOMMAND")
+    pi = wsub.add_parser("import", help="import one U-Bench checkpoint",
+                         description="Import CHECKPOINT (a checkpoint_best.pth / checkpoint_final.pth that "
+                         "U-Bench's main.py wrote, or a bare state_dict) into models/imported/DATASET/"
+                         "MODEL.pt. MODEL and DATASET default to what the checkpoint's config says "
+                         "(U-Bench's model names map to ubench's through `ubench models show`'s "
+                         "ubench_name); a bare state_dict needs both.")
+    pi.add_argument("checkpoint", type=Path)
+    pi.add_argument("--model", default=None, help="ubench's model name (default: from the checkpoint's config)")
+    pi.add_argument("--dataset", default=None, help="the dataset it was trained on (default: from its config)")
+    pi.add_argument("--out", type=Path, default=None,
+                    help="where to write (default models/imported/DATASET/MODEL.pt); replaces only an "
+                    "earlier import, never another file")
+    pi.set_defaults(func=cmd_weights_import)
+    pr = wsub.add_parser("import-release", help="import every checkpoint of a downloaded release",
+                         description="Walk DIR (the folder U-Bench's download_weights_from_huggingface.py "
+                         "fills), import every checkpoint whose embedded config names a model ubench has "
+                         "(folder names are not trusted: the release layout is not documented), and print "
+                         "a table: file, U-Bench model, ubench model, dataset, imported or refused and why. "
+                         "Where a model and dataset have several files, the one named *best* is imported. "
+                         "Exit 1 when any file is refused.")
+    pr.add_argument("dir", type=Path)
+    pr.add_argument("--out-root", type=Path, default=None,
+                    help="write OUT_ROOT/DATASET/MODEL.pt (default models/imported/DATASET/MODEL.pt)")
+    pr.set_defaults(func=cmd_weights_import_release)
+
+
+def cmd_weights_import(args: argparse.Namespace) -> int:
+    from ubench.ubench_weights import import_checkpoint
+
+    row = import_checkpoint(args.checkpoint, args.model, args.dataset, args.out)
+    print(f"imported {row.file} (U-Bench {row.ubench_model or 'state_dict'}) as {row.model} on {row.dataset} "
+          f"-> {row.out}")
+    return 0
+
+
+def cmd_weights_import_release(args: argparse.Namespace) -> int:
+    from ubench.ubench_weights import import_release, import_table
+
+    rows = import_release(args.dir, args.out_root)
+    print(import_table(rows, args.dir))
+    return 0 if all(r.imported for r in rows) else 1
+
+
 def _add_datasets(sub) -> None:
     p = sub.add_parser("datasets", help="list the registered datasets, or check a raw download",
                        description="`datasets list` prints the 28 U-Bench datasets (and the embedded "
@@ -571,8 +654,8 @@ def cmd_grid_run(args: argparse.Namespace) -> int:
 
 
 #: the subcommands, in the order `ubench --help` lists them
-SUBCOMMANDS = (_add_prepare, _add_train, _add_evaluate, _add_efficiency, _add_leaderboard, _add_report,
-               _add_uscore, _add_candidate, _add_advisor, _add_advise, _add_models, _add_datasets,
+SUBCOMMANDS = (_add_code, _add_prepare, _add_train, _add_evaluate, _add_efficiency, _add_leaderboard, _add_report,
+               _add_uscore, _add_candidate, _add_advisor, _add_advise, _add_models, _add_weights, _add_datasets,
                _add_verify, _add_publish, _add_grid)
 
 

@@ -29,12 +29,21 @@ class TransferPair:
 
 
 @dataclass(frozen=True)
+class ImportedWeights:
+    """U-Bench weights imported with `ubench weights import` (models/imported/DATASET/MODEL.pt)."""
+
+    model: str
+    dataset: str
+
+
+@dataclass(frozen=True)
 class GridConfig:
     models: tuple[str, ...]
     datasets: tuple[str, ...]
     transfer: tuple[TransferPair, ...]
     synthetic: tuple[str, ...]
     raw: tuple[str, ...]
+    imported: tuple[ImportedWeights, ...]
 
 
 @dataclass(frozen=True)
@@ -220,10 +229,12 @@ def _validate_names(cfg: Config, source: str) -> None:
     datasets = [("grid.datasets", d) for d in g.datasets] + [("grid.synthetic", d) for d in g.synthetic]
     datasets += [("grid.raw", d) for d in g.raw] + [("candidate.datasets", d) for d in cfg.candidate.datasets]
     datasets += [(f"grid.transfer[{i}]", d) for i, p in enumerate(g.transfer) for d in (p.source, p.target)]
+    datasets += [(f"grid.imported[{i}]", e.dataset) for i, e in enumerate(g.imported)]
     for where, name in datasets:
         check_name("dataset", name, f"{source} `{where}`")
     models = [("grid.models", m) for m in g.models] + [("candidate.model", cfg.candidate.model),
                                                         ("leaderboard.baseline", cfg.leaderboard.baseline)]
+    models += [(f"grid.imported[{i}]", e.model) for i, e in enumerate(g.imported)]
     known = known_model_names()
     for where, name in models:
         check_name("model", name, f"{source} `{where}`")
@@ -283,6 +294,12 @@ def _validate(cfg: Config, source: str) -> None:
         need(pair.source in cfg.grid.datasets,
              f"`grid.transfer` source `{pair.source}` is not in `grid.datasets`",
              "a zero-shot pair needs models trained on its source: add the source to grid.datasets")
+    for i, entry in enumerate(cfg.grid.imported):
+        need(entry.dataset in cfg.grid.datasets,
+             f"`grid.imported[{i}]` dataset `{entry.dataset}` is not in `grid.datasets`",
+             "imported weights are tested against the baseline trained there: add it to grid.datasets")
+    need(len(set(cfg.grid.imported)) == len(cfg.grid.imported), "`grid.imported` lists an entry twice",
+         "remove the duplicate")
     need(cfg.advisor.by in ADVISOR_BY, f"`advisor.by` is {cfg.advisor.by!r}",
          f"use one of: {', '.join(ADVISOR_BY)}")
     need(cfg.advisor.k >= 1 and cfg.advisor.n_estimators >= 1,

@@ -65,6 +65,13 @@ def _dataset_record(ds) -> dict:
     }
 
 
+def _imported_record(ckpt: dict) -> dict | None:
+    imp = ckpt.get("imported")
+    if not isinstance(imp, dict):
+        return None
+    return {k: imp.get(k) for k in ("from", "file", "sha256", "ubench_model", "epoch")}
+
+
 def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split: str | None,
                         cfg: Config, csv_path: Path, json_path: Path, *, role: dict) -> dict:
     """Evaluate a checkpoint on ``prepared`` (``split`` None = every image) and write both files."""
@@ -104,6 +111,9 @@ def evaluate_checkpoint(model_name: str, ckpt_path: Path, prepared: Path, split:
         # what the checkpoint was trained from (ubench/models/pretrained.py); older checkpoints
         # predate the record: null
         "pretrained": ckpt.get("pretrained"),
+        # U-Bench's released weights (`ubench weights import`): they were trained by U-Bench, so
+        # "train" above is this run's params, not theirs. null for a checkpoint ubench trained.
+        "imported": _imported_record(ckpt),
         "dataset_info": _dataset_record(ds),
         "platform": platform_fingerprint(dev),  # where it was computed (ubench verify)
     }

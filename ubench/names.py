@@ -18,8 +18,9 @@ from ubench.errors import UbenchError
 # Starts with a letter or digit (so never "." or ".." or a hidden name), then letters, digits,
 # "_", "-" or "."; at most 64 characters. Registered models and datasets all fit.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-# Dataset names that would collide with the candidate stage's folders (models/candidate/ ...).
-RESERVED_DATASETS = frozenset({"candidate"})
+# Dataset names that would collide with ubench's own folders under models/: the candidate stage's
+# (models/candidate/) and imported U-Bench weights (models/imported/).
+RESERVED_DATASETS = frozenset({"candidate", "imported"})
 RULE = ("a name starts with a letter or digit and holds only letters, digits, '_', '-' and '.' "
         "(at most 64 characters): no '/', no '..', no absolute path")
 
@@ -32,8 +33,8 @@ def check_name(kind: str, name: object, where: str = "") -> str:
     """Return ``name`` if it is a valid ``kind`` name (dataset, model), else a UbenchError."""
     place = f" in {where}" if where else ""
     if kind == "dataset" and name in RESERVED_DATASETS:
-        raise UbenchError(f"dataset name {name!r}{place} is reserved (ubench's candidate stage "
-                          "writes under that folder name)", "rename the dataset folder")
+        raise UbenchError(f"dataset name {name!r}{place} is reserved (ubench writes its own files "
+                          f"under models/{name}/)", "rename the dataset folder")
     if is_valid_name(name):
         return name  # type: ignore[return-value]
     raise UbenchError(f"invalid {kind} name {name!r}{place}", f"{RULE}; use the registered name "

@@ -106,6 +106,35 @@ CANDIDATE_METRICS = Path("metrics/candidate")  # one row per candidate.datasets 
 CANDIDATE_REPORT_JSON = Path("results/candidate_report.json")
 
 
+def imported_checkpoint(dataset: str, model: str) -> Path:
+    """A U-Bench checkpoint imported by `ubench weights import` (ubench's checkpoint format)."""
+    return Path("models/imported") / _d(dataset) / f"{_m(model)}.pt"
+
+
+def imported_per_image_dir(dataset: str, model: str) -> Path:
+    """evaluate_imported@'s cached output: the per-image rows of imported U-Bench weights. Under
+    "imported", a reserved dataset name, so it never meets a dataset's own folder."""
+    return Path("results/per_image/imported") / _d(dataset) / _m(model)
+
+
+def imported_eval_dir(dataset: str, model: str) -> Path:
+    """evaluate_imported@'s summaries (in git), beside the grid's under results/eval/imported/."""
+    return Path("results/eval/imported") / _d(dataset) / _m(model)
+
+
+def _imported_name(target: str | None, suffix: str) -> str:
+    return f"zeroshot_{_d(target)}{suffix}" if target else f"test{suffix}"
+
+
+def imported_per_image(dataset: str, model: str, target: str | None = None) -> Path:
+    """Rows on ``dataset``'s test split, or (with ``target``) zero-shot on all of ``target``."""
+    return imported_per_image_dir(dataset, model) / _imported_name(target, ".csv")
+
+
+def imported_eval(dataset: str, model: str, target: str | None = None) -> Path:
+    return imported_eval_dir(dataset, model) / _imported_name(target, ".json")
+
+
 def candidate_checkpoint(dataset: str) -> Path:
     return Path("models/candidate") / f"{_d(dataset)}.pt"
 
@@ -124,3 +153,11 @@ def candidate_csv(dataset: str) -> Path:
 
 ADVISOR_MODEL = Path("models/advisor.json")
 ADVISOR_METRICS = Path("metrics/advisor.json")
+
+
+CODE = Path("results/code")
+
+
+def code_digest(kind: str, model: str | None = None) -> Path:
+    """The ``code`` stage's digest of the sources a stage of ``kind`` runs (ubench/stage_sources.py)."""
+    return CODE / kind / f"{_m(model)}.json" if model else CODE / f"{kind}.json"

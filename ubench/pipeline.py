@@ -51,6 +51,14 @@ def _protocol(dataset_dir: Path) -> str:
     return json.loads((dataset_dir / "splits.json").read_text())["protocol"]
 
 
+def run_code(cfg: Config) -> list[Path]:
+    """The ``code`` stage: a digest of the sources each stage kind runs, for every model the grid,
+    the candidate and the imported weights use (ubench/stage_sources.py)."""
+    from ubench.stage_sources import write_digests
+
+    return write_digests(sorted(set(cfg.grid.models) | {cfg.candidate.model} | {e.model for e in cfg.grid.imported}))
+
+
 def run_prepare(cfg: Config, dataset: str, out: Path | None = None, raw_root: Path = paths.RAW) -> Path:
     from ubench.data.prepare import prepare_dataset
 
@@ -86,6 +94,36 @@ def run_evaluate(cfg: Config, model: str, dataset: str, target: str | None = Non
     return evaluate_checkpoint(model, ckpt, tgt, None, cfg, paths.zeroshot_csv(dataset, target, model),
                                paths.zeroshot_json(dataset, target, model),
                                role={"dataset": target, "source": dataset, "zero_shot": True})
+
+
+def run_evaluate_imported(cfg: Config, model: str, dataset: str) -> dict:
+    """evaluate_imported@: U-Bench weights imported for (model, dataset) on the dataset's test split
+    and zero-shot on each grid.transfer target of that dataset, written as one set."""
+    from ubench.evaluate import evaluate_checkpoint
+
+    _check_model(model)
+    ckpt = paths.imported_checkpoint(dataset, model)
+    if not ckpt.is_file():
+        raise UbenchError(f"no imported checkpoint {ckpt} (grid.imported lists {model} on {dataset})",
+                          f"import U-Bench's: `ubench weights import CHECKPOINT --model {model} --dataset "
+                          f"{dataset}` (then `dvc add models/imported` to pin it), or remove the entry")
+    targets = [p.target for p in cfg.grid.transfer if p.source == dataset]
+    prepared = {d: _require_prepared(d) for d in (dataset, *targets)}
+    with atomic_outputs() as out:
+        rows = out.dir(paths.imported_per_image_dir(dataset, model))
+        docs = out.dir(paths.imported_eval_dir(dataset, model))
+        summary = evaluate_checkpoint(model, ckpt, prepared[dataset], "test", cfg,
+                                      rows / paths.imported_per_image(dataset, model).name,
+                                      docs / paths.imported_eval(dataset, model).name, role={"dataset": dataset})
+        if summary["imported"] is None:
+            raise UbenchError(f"{ckpt} holds no U-Bench provenance: `ubench weights import` did not write it",
+                              "import the U-Bench checkpoint again with `ubench weights import` (a checkpoint "
+                              "ubench trained belongs under models/DATASET/, not models/imported/)")
+        for t in targets:
+            evaluate_checkpoint(model, ckpt, prepared[t], None, cfg, rows / paths.imported_per_image(dataset, model, t).name,
+                                docs / paths.imported_eval(dataset, model, t).name,
+                                role={"dataset": t, "source": dataset, "zero_shot": True})
+    return summary
 
 
 def run_complexity(cfg: Config, model: str) -> dict:
@@ -147,9 +185,19 @@ def run_leaderboard(cfg: Config) -> dict:
     zeroshot = {(p.source, p.target): {m: _read_csv(paths.zeroshot_csv(p.source, p.target, m),
                                                     "zero-shot results") for m in g.models}
                 for p in g.transfer}
+    imported: dict[str, dict] = {}
+    imported_zs: dict[tuple[str, str], dict] = {}
+    for e in g.imported:  # evaluate_imported@ wrote these (U-Bench weights)
+        imported.setdefault(e.dataset, {})[e.model] = _read_csv(paths.imported_per_image(e.dataset, e.model),
+                                                                "imported weights' results")
+        for p in g.transfer:
+            if p.source == e.dataset:
+                imported_zs.setdefault((p.source, p.target), {})[e.model] = _read_csv(
+                    paths.imported_per_image(e.dataset, e.model, p.target), "imported weights' zero-shot results")
     lb = cfg.leaderboard
     board = build_leaderboard(in_domain, zeroshot, baseline=lb.baseline, alpha=lb.alpha,
-                              confidence=lb.confidence, protocol=_protocol_of_grid(cfg))
+                              confidence=lb.confidence, protocol=_protocol_of_grid(cfg),
+                              imported=imported, imported_zeroshot=imported_zs)
     plot_iou_ci(board, paths.LEADERBOARD_PNG)
     rows = leaderboard_plot_rows(board)
     # the summary, the table, its plot data and (last, as the mark of a complete set) the JSON
@@ -171,6 +219,7 @@ def run_leaderboard(cfg: Config) -> dict:
 def leaderboard_summary(board: dict) -> dict[str, dict]:
     """metrics/leaderboard/: per in-domain dataset (and zero-shot pair) a row {model: mean IoU},
     plus which models are degenerate there ("-" when none), as paths relative to the folder.
+    Imported U-Bench weights join the row as "MODEL (U-Bench weights)".
 
     Why this shape: ``dvc metrics show`` prints one row per file and one column per key, so rows of
     the same model names give a table of datasets x models that a person can read.
@@ -181,12 +230,15 @@ def leaderboard_summary(board: dict) -> dict[str, dict]:
         out["degenerate"] = " ".join(m for m in models if models[m].get("degenerate")) or "-"
         return out
 
+    imp = board.get("imported", {})
     rows = {}
     for d, section in board["datasets"].items():
-        rows[paths.leaderboard_metric(d).relative_to(paths.LEADERBOARD_METRICS).as_posix()] = row(section)
-    for section in board["zeroshot"].values():
+        rows[paths.leaderboard_metric(d).relative_to(paths.LEADERBOARD_METRICS).as_posix()] = {
+            **row(section), **{m: r["iou_mean"] for m, r in imp.get("datasets", {}).get(d, {}).get("models", {}).items()}}
+    for key, section in board["zeroshot"].items():
         rel = paths.leaderboard_zeroshot_metric(section["source"], section["target"])
-        rows[rel.relative_to(paths.LEADERBOARD_METRICS).as_posix()] = row(section)
+        rows[rel.relative_to(paths.LEADERBOARD_METRICS).as_posix()] = {
+            **row(section), **{m: r["iou_mean"] for m, r in imp.get("zeroshot", {}).get(key, {}).get("models", {}).items()}}
     return rows
 
 

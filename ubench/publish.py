@@ -1,7 +1,8 @@
 """`ubench publish`: push the pipeline's outputs to a DVC remote.
 
 It is `dvc push [-r REMOTE] <every stage recorded in dvc.lock>`: checkpoints, per-image results,
-metrics, reports and the prepared synthetic data. Two things differ from a bare `dvc push`:
+metrics, reports and the prepared synthetic data, and imported U-Bench weights
+(``models/imported.dvc``). Two things differ from a bare `dvc push`:
 
 - Raw data (``data.dvc``) and what is prepared from it (``prepare_raw@*``) stay out unless
   ``with_data``: the datasets' licences rarely allow redistribution.
@@ -46,13 +47,24 @@ def _ensure_empty_dir_object(cache: Path) -> None:
         os.chmod(obj, 0o444)
 
 
+IMPORTED_PIN = "models/imported.dvc"  # `dvc add models/imported`: U-Bench weights brought in
+
+
 def publish_targets(root: Path, with_data: bool = False) -> list[str]:
-    """The DVC targets `ubench publish` pushes."""
-    stages = [s for s in load_lock(root) if with_data or not s.startswith("prepare_raw@")]
+    """The DVC targets `ubench publish` pushes. Imported U-Bench weights (released openly) are
+    pushed always, raw data only ``with_data``."""
+    lock = load_lock(root)
+    stages = [s for s in lock if with_data or not s.startswith("prepare_raw@")]
     if with_data:
         data = [f.name for f in sorted(root.glob("*.dvc")) if f.is_file()]
     else:
         data = _empty_data_pins(root)
+    if (root / IMPORTED_PIN).is_file():
+        data.append(IMPORTED_PIN)
+    elif any(s.startswith("evaluate_imported@") for s in lock):
+        raise UbenchError("dvc.lock records evaluations of imported U-Bench weights, but models/imported is not "
+                          "pinned by DVC, so a colleague could not `dvc pull` them",
+                          "run `dvc add models/imported`, commit models/imported.dvc, then publish again")
     return stages + data
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ubench.checkpoint import ZIP_MAGIC
 from ubench.errors import UbenchError
 from ubench.io import sha256_file
 
@@ -51,6 +52,11 @@ def read_ubench_checkpoint(path: str | Path) -> UBenchCheckpoint:
     path = Path(path)
     if not path.is_file():
         raise UbenchError(f"{path} not found", "give the path of a U-Bench checkpoint (.pth)")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != ZIP_MAGIC:  # torch.save's zip format (PyTorch >= 1.6, what U-Bench used)
+        raise UbenchError(f"{path} is not a PyTorch checkpoint (it does not start with the zip header "
+                          "torch.save writes)", "download it again, or give the .pth file U-Bench wrote")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             doc = torch.load(path, map_location="cpu", weights_only=True)
@@ -164,3 +170,130 @@ def imported_document(ck: UBenchCheckpoint, model: str, dataset: str) -> dict:
                      "stripped_prefix": ck.stripped_prefix,
                      "config": {k: _plain(v) for k, v in sorted(ck.config.items())}},
     }
+
+
+# --- `ubench weights import` and `import-release` -------------------------------------------------
+
+@dataclass
+class ImportRow:
+    """One checkpoint's fate in an import: where it went, or why it was refused."""
+
+    file: Path
+    ubench_model: str = ""  # U-Bench's name, from the checkpoint's config
+    model: str = ""  # ubench's registry name
+    dataset: str = ""
+    out: Path | None = None
+    error: str = ""  # empty when imported
+
+    @property
+    def imported(self) -> bool:
+        return not self.error
+
+
+def _check_out(out: Path, source: Path) -> None:
+    """Never replace anything but an earlier import: not the source, a folder, or another file."""
+    if out.resolve() == source.resolve():
+        raise UbenchError(f"--out {out} is the U-Bench checkpoint itself", "write the import elsewhere")
+    if out.is_dir():
+        raise UbenchError(f"--out {out} is a folder", "give a file path ending in .pt")
+    if out.exists():
+        try:
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                doc = torch.load(out, map_location="cpu", weights_only=True)
+            earlier = isinstance(doc, dict) and isinstance(doc.get("imported"), dict)
+        except Exception:  # noqa: BLE001 - anything unreadable is not an earlier import
+            earlier = False
+        if not earlier:
+            raise UbenchError(f"{out} exists and is not a checkpoint `ubench weights import` wrote",
+                              "choose another --out, or move that file away yourself")
+
+
+def import_checkpoint(path: str | Path, model: str | None = None, dataset: str | None = None,
+                      out: str | Path | None = None) -> ImportRow:
+    """Read a U-Bench checkpoint, fit it onto ubench's model and write the ubench checkpoint (the
+    format ``ubench train`` writes) atomically; ``out`` defaults to models/imported/DATASET/MODEL.pt."""
+    from ubench import paths
+    from ubench.checkpoint import checkpoint_bytes
+    from ubench.errors import unknown_name_error
+    from ubench.io import write_bytes_atomic
+    from ubench.models import is_model, list_models
+    from ubench.names import check_name
+
+    ck = read_ubench_checkpoint(path)
+    if model is not None and not is_model(model):
+        raise unknown_name_error("model", model, list_models(), "`ubench models list` names them")
+    model, dataset = identify(ck, model, dataset)
+    check_name("dataset", dataset)
+    target = Path(out) if out is not None else paths.imported_checkpoint(dataset, model)
+    _check_out(target, ck.path)
+    doc = imported_document(ck, model, dataset)
+    write_bytes_atomic(target, checkpoint_bytes(doc))
+    return ImportRow(ck.path, str(ck.config.get("model", "")), model, dataset, target)
+
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
+
+
+def release_files(root: Path) -> list[Path]:
+    """The checkpoint files under a downloaded release, sorted (the layout is not documented)."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(CHECKPOINT_SUFFIXES))
+
+
+def import_release(root: str | Path, out_root: str | Path | None = None) -> list[ImportRow]:
+    """Import every checkpoint under ``root`` that identifies itself (its embedded config, never the
+    folder names); one row per file. Where several files are one (model, dataset), the one named
+    ``*best*`` is imported (U-Bench reports its best-validation checkpoint), else the first."""
+    from ubench import paths
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UbenchError(f"{root} is not a folder", "give the folder the U-Bench release was downloaded to")
+    files = release_files(root)
+    if not files:
+        raise UbenchError(f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) under {root}",
+                          "give the folder download_weights_from_huggingface.py filled (U-Bench/weights)")
+    rows: list[ImportRow] = []
+    chosen: dict[tuple[str, str], Path] = {}
+    readable: list[tuple[Path, str, str, str]] = []
+    for f in files:
+        try:
+            ck = read_ubench_checkpoint(f)
+            model, dataset = identify(ck)
+        except UbenchError as exc:
+            rows.append(ImportRow(f, error=exc.what))
+            continue
+        readable.append((f, str(ck.config.get("model", "")), model, dataset))
+        key = (model, dataset)
+        if key not in chosen or ("best" in f.name and "best" not in chosen[key].name):
+            chosen[key] = f
+    for f, theirs, model, dataset in readable:
+        if chosen[(model, dataset)] != f:
+            rows.append(ImportRow(f, theirs, model, dataset,
+                                  error=f"same model and dataset as {chosen[(model, dataset)].relative_to(root)}"))
+            continue
+        out = (Path(out_root) / dataset / f"{model}.pt" if out_root is not None
+               else paths.imported_checkpoint(dataset, model))
+        try:
+            rows.append(import_checkpoint(f, model, dataset, out))
+            rows[-1].ubench_model = theirs
+        except UbenchError as exc:
+            rows.append(ImportRow(f, theirs, model, dataset, error=exc.what))
+    return sorted(rows, key=lambda r: str(r.file))
+
+
+def import_table(rows: list[ImportRow], root: Path | None = None) -> str:
+    """The rows as a plain-text table (file, U-Bench model, ubench model, dataset, result)."""
+    def rel(p: Path) -> str:
+        try:
+            return str(p.relative_to(root)) if root else str(p)
+        except ValueError:
+            return str(p)
+
+    head = ("file", "U-Bench model", "ubench model", "dataset", "result")
+    body = [(rel(r.file), r.ubench_model or "?", r.model or "?", r.dataset or "?",
+             f"imported -> {r.out}" if r.imported else f"refused: {r.error.splitlines()[0][:160]}") for r in rows]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4] for row in [head, *body]]
+    n = sum(r.imported for r in rows)
+    lines.append(f"{n} imported, {len(rows) - n} refused, of {len(rows)} checkpoint file(s)")
+    return "\n".join(lines)

@@ -70,9 +70,10 @@ def _fmt(x, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _board_table(section: Mapping, baseline: str) -> str:
+def _board_table(section: Mapping, baseline: str, base_row: Mapping | None = None) -> str:
+    """A leaderboard table; ``base_row`` when the baseline is not among the rows (imported weights)."""
     rows = section["models"]
-    base_row = rows.get(baseline)
+    base_row = rows.get(baseline, base_row)
     order = sorted(rows, key=lambda m: (-rows[m]["iou_mean"], m))  # best first, as the ranks
     head = ("<tr><th>Rank</th><th>Model</th><th>IoU mean [CI]</th><th>Dice</th><th>ΔIoU vs baseline</th>"
             "<th>p (Holm)</th><th>Significance</th><th>Empty / full predictions</th></tr>")
@@ -144,6 +145,19 @@ def render_html(board: Mapping, uscore: Mapping, figures: Mapping[str, bytes]) -
             parts.append(f"<h3>{html.escape(sec['source'])} → {html.escape(sec['target'])} "
                          f"(n = {sec['n_images']} images)</h3>")
             parts.append(_board_table(sec, base))
+    imp = board.get("imported")
+    if imp:
+        parts.append(f"<h2>{html.escape(imp['label'])}</h2>")
+        parts.append("<p>U-Bench's released checkpoints (<code>ubench weights import</code>): trained by U-Bench, "
+                     f"evaluated here on the same images, each tested against <code>{html.escape(base)}</code> "
+                     "trained here (no rank: they are not part of the grid).</p>")
+        for d in sorted(imp["datasets"]):
+            parts.append(f"<h3>{html.escape(d)}</h3>")
+            parts.append(_board_table(imp["datasets"][d], base, board["datasets"][d]["models"].get(base)))
+        for key in sorted(imp["zeroshot"]):
+            sec = imp["zeroshot"][key]
+            parts.append(f"<h3>{html.escape(sec['source'])} → {html.escape(sec['target'])} (zero-shot)</h3>")
+            parts.append(_board_table(sec, base, board["zeroshot"][key]["models"].get(base)))
     parts.append("<h2>U-Score</h2>")
     parts.append(f'<p class="meta">{html.escape(str(uscore.get("definition_text", "")))}</p>')
     parts.append(_uscore_table(uscore))

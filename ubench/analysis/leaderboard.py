@@ -171,10 +171,37 @@ def published_block(name: str, setting: str, ranks: Mapping[str, int]) -> dict |
             "agreement": rank_agreement([e for e in top10 if e["rank_here"] is not None])}
 
 
+#: how imported U-Bench weights are named in every table (their rows never mix with trained ones)
+IMPORTED_LABEL = "U-Bench weights"
+
+
+def imported_label(model: str) -> str:
+    return f"{model} ({IMPORTED_LABEL})"
+
+
+def _imported_rows(frames: Mapping[str, pd.DataFrame], base: pd.DataFrame, baseline: str, where: str,
+                   trained: Mapping[str, Mapping], confidence: float, alpha: float) -> dict[str, dict]:
+    """Imported weights against the baseline trained here (paired, Holm across the imports of
+    this table), each beside the IoU of the same model trained here when the grid has it."""
+    labelled = {imported_label(m): f for m, f in frames.items()}
+    rows = _compare({**labelled, baseline: base}, baseline, where, confidence, alpha)
+    out = {}
+    for m in sorted(frames):
+        row = rows[imported_label(m)]
+        here = trained.get(m)
+        row["model"] = m
+        row["trained_here_iou_mean"] = None if here is None else here["iou_mean"]
+        out[imported_label(m)] = row
+    return out
+
+
 def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
                       zeroshot: Mapping[tuple[str, str], Mapping[str, pd.DataFrame]],
                       baseline: str = "unet", alpha: float = 0.05, confidence: float = 0.95,
-                      protocol: str = "holdout") -> dict:
+                      protocol: str = "holdout",
+                      imported: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
+                      imported_zeroshot: Mapping[tuple[str, str], Mapping[str, pd.DataFrame]] | None = None,
+                      ) -> dict:
     """Leaderboard dict (JSON-ready) from per-image score tables.
 
     ``in_domain``: dataset -> model -> per-image table on that dataset's test split.
@@ -193,6 +220,11 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
     A dataset or pair that U-Bench ranked (found by name, see ``ubench_reference.resolve_dataset``)
     also gets ``published``: U-Bench's top 10 by IoU, its source and the rank agreement
     (:func:`published_block`); the synthetic datasets have none.
+
+    ``imported`` / ``imported_zeroshot`` (same shapes): U-Bench's released weights evaluated here.
+    They go to ``board["imported"]``, apart from the trained models (no rank, not in ``overall``,
+    the U-Score or the advisor), each tested against the baseline trained here, labelled
+    "MODEL (U-Bench weights)".
     """
     check_probability("alpha", alpha, "0.05")
     check_probability("confidence", confidence, "0.95")
@@ -248,10 +280,35 @@ def build_leaderboard(in_domain: Mapping[str, Mapping[str, pd.DataFrame]],
             "degenerate_on": sorted(ds for ds, d in datasets.items() if d["models"].get(m, {}).get("degenerate")),
         }
 
+    imp: dict[str, dict] = {"label": IMPORTED_LABEL, "datasets": {}, "zeroshot": {}}
+    for ds, frames in sorted((imported or {}).items()):
+        if ds not in in_domain:
+            raise AnalysisInputError(f"imported weights on {ds!r}, which has no trained results here",
+                                     "list the dataset in grid.datasets (the imports are tested against its baseline)")
+        imp["datasets"][ds] = {"models": _imported_rows(frames, in_domain[ds][baseline], baseline,
+                                                        f"imported on {ds!r}", datasets[ds]["models"],
+                                                        confidence, alpha)}
+    for (source, target), frames in sorted((imported_zeroshot or {}).items()):
+        key = f"{source}->{target}"
+        if key not in zs:
+            raise AnalysisInputError(f"imported weights zero-shot on {key}, which is not a grid.transfer pair",
+                                     "add the pair to grid.transfer")
+        rows = _imported_rows(frames, zeroshot[(source, target)][baseline], baseline,
+                              f"imported, zero-shot {key}", zs[key]["models"], confidence, alpha)
+        for label, r in rows.items():
+            src = imp["datasets"].get(source, {}).get("models", {}).get(label)
+            r["drop_vs_in_domain"] = None if src is None else src["iou_mean"] - r["iou_mean"]
+        imp["zeroshot"][key] = {"source": source, "target": target, "models": rows}
+
     board = {"baseline": baseline, "protocol": protocol, "alpha": float(alpha),
              "confidence": float(confidence), "interval_method": BOOTSTRAP_METHOD,
              "degenerate_criterion": CRITERION, "datasets": datasets, "zeroshot": zs,
              "overall": overall, "warnings": degenerate_warnings(datasets, zs, baseline)}
+    if imp["datasets"] or imp["zeroshot"]:
+        board["imported"] = imp
+        # a degenerate import is named like a trained model (the baseline's line is there already)
+        board["warnings"] += [w for w in degenerate_warnings(imp["datasets"], imp["zeroshot"], baseline)
+                              if w not in board["warnings"]]
     json_safe(board)  # a NaN here is a bug: fail before run_leaderboard writes the plot, not after
     return board
 
@@ -332,6 +389,32 @@ def _published_lines(pub: Mapping | None) -> list[str]:
             f"Rank agreement with U-Bench, {a['description']}: {agree}. Note: {a['compared']}.", ""]
 
 
+def _imported_lines(board: Mapping) -> list[str]:
+    """The tables of imported U-Bench weights (trained by U-Bench, evaluated here)."""
+    imp, base = board.get("imported"), board["baseline"]
+    if not imp:
+        return []
+    lines = [f"## {imp['label']}", "",
+             "U-Bench's released checkpoints (`ubench weights import`), trained by U-Bench and evaluated here on "
+             f"the same images, each tested against `{base}` trained here. \"Trained here\" is the same model "
+             "trained by ubench, when the grid has it.", ""]
+    head = ["| Model | IoU mean [CI] | ΔIoU vs baseline | p (t-test) | p (Wilcoxon) | p (Holm) | Significance "
+            "| Empty / full predictions | Trained here |", "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    sections = [(ds, d["models"], board["datasets"][ds]["models"].get(base))
+                for ds, d in sorted(imp["datasets"].items())]
+    sections += [(f"{z['source']} → {z['target']} (zero-shot)", z["models"], board["zeroshot"][key]["models"].get(base))
+                 for key, z in sorted(imp["zeroshot"].items())]
+    for title, rows, base_row in sections:
+        lines += [f"### {title}", "", *head]
+        for label, r in sorted(rows.items(), key=lambda kv: (-kv[1]["iou_mean"], kv[0])):
+            lines.append(f"| {label} | {_ci(r)} | {_signed(r['delta_iou'])} | {format_p(r['p_ttest'])} | "
+                         f"{format_p(r['p_wilcoxon'])} | {format_p(r['p_holm'])} | "
+                         f"{significance_label(label, r, base, base_row)} | {_shares(r)} | "
+                         f"{_f(r['trained_here_iou_mean'])} |")
+        lines.append("")
+    return lines
+
+
 def render_markdown(board: Mapping) -> str:
     """Readable leaderboard report; the same board always renders to the same text.
 
@@ -386,6 +469,7 @@ def render_markdown(board: Mapping) -> str:
             lines.append("")
             lines += _published_lines(z.get("published"))
 
+    lines += _imported_lines(board)
     lines += ["## Overall", "",
               "| Model | Mean IoU | Mean rank | Datasets | Wins | Losses | Degenerate on |",
               "|---|---:|---:|---:|---:|---:|---|"]

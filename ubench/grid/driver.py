@@ -3,7 +3,9 @@
 The run, in order:
 
 1. One ``dvc status`` (DVC's run cache and dvc.lock decide what is done; nothing finished is
-   rerun) and ``plan``: the out-of-date stages, as tasks in dependency order.
+   rerun) and ``plan``: the out-of-date stages, as tasks in dependency order. The ``code`` stage
+   (source digests, a second; every stage depends on it) is run here first when it is out of
+   date, and the status read again: until it has run, DVC cannot tell which digests changed.
 2. Tasks whose upstream tasks are recorded go to the executor, each with a snapshot of the shipped
    files as they are now (so its dvc.lock has the hashes of the inputs just recorded).
 3. When a task succeeds, its uncached outputs are written here (atomically, as a set) and then its
@@ -209,6 +211,17 @@ def run_grid(root: str | Path = ".", executor: str = "local", jobs: int | None =
     stages, status = plan.read_repo(root)
     if targets:
         plan.select(stages, targets)  # a wrong name fails before anything runs
+    prelude = [s for s in plan.PRELUDE if s in status and s in stages]
+    notes = []
+    if prelude and dry:
+        notes.append(f"{', '.join(prelude)} is out of date: a real run runs it first, and then plans only the "
+                     "stages whose source digest changed; this plan counts every stage below it")
+    elif prelude:
+        rc, out = run_dvc(["repro", "--single-item", *prelude], root)
+        if rc != 0:
+            raise UbenchError(f"`dvc repro --single-item {' '.join(prelude)}` failed:\n{out.strip()[-2000:]}",
+                              "fix what it names (ubench/stage_sources.py lists each stage's sources), then rerun")
+        stages, status = plan.read_repo(root)
     transport = None
     missing = plan.missing_outputs(stages, status)
     if missing and not dry:  # recorded by an earlier run that ended before checking them out
@@ -217,10 +230,12 @@ def run_grid(root: str | Path = ".", executor: str = "local", jobs: int | None =
             status = plan.dvc_status(root)
     todo = plan.out_of_date(stages, status, targets)
     tasks = {t.id: t for t in plan.group(stages, todo)}
-    result = GridResult(tasks=len(tasks))
+    result = GridResult(tasks=len(tasks), notes=notes)
     progress_stream = stream
     if dry or not tasks:
         out = progress_stream or sys.stderr
+        for note in notes:
+            out.write(f"note: {note}\n")
         if tasks:
             out.write(f"grid plan: {len(tasks)} task(s) for {len(todo)} out-of-date stage(s), upstream first"
                       + (" (--dry: nothing is run)" if dry else "") + "\n")
@@ -234,6 +249,7 @@ def run_grid(root: str | Path = ".", executor: str = "local", jobs: int | None =
     transport = transport or _transport(root, executor, remote)
     if executor == "local":
         ex = local_executor(root, transport, jobs, gpus_per_job, cpus_per_job, retries, result.notes)
+        ex.prune(set(tasks))
     else:
         ex = RayExecutor(transport, address, retries, gpus_per_job or 0, cpus_per_job or 1,
                          local_cpus=jobs)

@@ -211,6 +211,14 @@ class LocalExecutor:
         """The task finished: its workspace (and any resume state in it) is no longer needed."""
         shutil.rmtree(self.dir / "work" / safe_name(task_id), ignore_errors=True)
 
+    def prune(self, planned: set[str]) -> None:
+        """Remove the workspaces of tasks this run does not plan: left by a driver killed after it
+        recorded them (a planned task keeps its workspace, and its resume state, for the rerun)."""
+        keep = {safe_name(t) for t in planned}
+        for ws in sorted((self.dir / "work").iterdir()):
+            if ws.name not in keep:
+                shutil.rmtree(ws, ignore_errors=True)
+
 
 # --- Ray ------------------------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ and a checkout of its inputs; a model's evaluation and zero-shot runs read its c
 run in the task that trains it (one transfer instead of three). The grouping rule is structural, so
 it holds for any dvc.yaml:
 
-- a *source* stage has no upstream stage with a command (``prepare@*``, ``prepare_raw@*`` below
-  the data pin ``data.dvc``, ``complexity@*``, ``speed@*``);
+- a *source* stage has no upstream stage with a command besides the prelude (``prepare@*``,
+  ``prepare_raw@*`` below the data pin ``data.dvc``, ``complexity@*``, ``speed@*``). The prelude,
+  ``code`` (the source digests every stage depends on), is run by the driver before planning;
 - an out-of-date stage joins the task of its out-of-date non-source upstream stages when they all
   are in one task (``evaluate@m-d`` and ``zeroshot@m-pairN`` join ``train@m-d``; ``uscore`` joins
   ``leaderboard``); otherwise it heads a task of its own.
@@ -23,6 +24,8 @@ from graphlib import TopologicalSorter
 from pathlib import Path
 
 from ubench.errors import UbenchError, unknown_name_error
+
+PRELUDE = ("code",)  # quick stages every stage depends on: the driver runs them in place first
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def _closure(start: set[str], edges: dict[str, set[str]]) -> set[str]:
 def group(stages: dict[str, Stage], todo: list[str]) -> list[Task]:
     """Tasks for the out-of-date stages ``todo`` (upstream first), by the module's rule."""
     parents = upstream(stages)
-    source = {s for s, ps in parents.items() if not any(stages[p].runnable for p in ps)}
+    source = {s for s, ps in parents.items() if not any(stages[p].runnable and p not in PRELUDE for p in ps)}
     todo_set = set(todo)
     task_of: dict[str, str] = {}
     tasks: dict[str, Task] = {}
