@@ -247,3 +247,38 @@ def prep(name, out_dir, **kwargs):
     from ubench.data.prepare import prepare_dataset
 
     return prepare_dataset(name, out_dir, **{**PREPARE_TEST_KWARGS, **kwargs})
+
+
+UBENCH_KEYS = Path(__file__).parent / "data" / "ubench_keys"  # scripts/ubench_reference_keys.py writes them
+
+
+def ubench_fixture(ubench_name: str) -> dict:
+    """U-Bench's state_dict keys, shapes, dtypes and tied pairs for one model (no weights)."""
+    import json
+
+    return json.loads((UBENCH_KEYS / f"{ubench_name}.json").read_text())
+
+
+def ubench_state(ubench_name: str) -> dict:
+    """A state_dict as U-Bench's model of that name holds it, from its fixture: every tensor filled
+    with its own index (so a wrong pairing shows), tied keys sharing their twin's storage as in
+    U-Bench (a view, permuted where the shapes ask for it)."""
+    import itertools
+
+    import torch
+
+    fx = ubench_fixture(ubench_name)
+    state = {}
+    for i, (key, shape, dtype) in enumerate(fx["keys"]):
+        state[key] = torch.full(shape, i + 1, dtype=getattr(torch, dtype))
+    shapes = {k: tuple(s) for k, s, _ in fx["keys"]}
+    for first, dup in fx["tied"]:
+        base, want = state[first], shapes[dup]
+        views = [base.permute(*p) for p in itertools.permutations(range(base.dim()))]
+        same = [v for v in views if tuple(v.shape) == want]
+        if same:
+            state[dup] = same[0]
+        elif base.numel() == state[dup].numel():
+            state[dup] = base.view(want)
+        # else: U-Bench's two keys share a storage at different offsets (not one tensor): left apart
+    return state

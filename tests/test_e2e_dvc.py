@@ -6,8 +6,9 @@
   are in git (`cache: false`), so the diff against HEAD loads them;
 - `dvc repro -f` gives byte-identical outputs (dvc.lock hashes) for every stage but speed@*, uscore
   and report (the measured ones, and the page that shows them);
-- appending a comment to ubench/models/attention_unet.py marks only that model's stages (and, once
-  outputs change, the aggregates) in `dvc status`.
+- appending a comment to ubench/models/attention_unet.py marks the `code` stage (its source
+  digests are stale), and once it has run, only that model's stages (and, once outputs change, the
+  aggregates) in `dvc status`.
 """
 
 from __future__ import annotations
@@ -69,8 +70,11 @@ def test_dvc_repro_tiny_grid(tiny_repo, tiny_copy):
 
     model_file = repo / "ubench/models/attention_unet.py"
     model_file.write_text(model_file.read_text() + "\n# a comment\n")
-    status = json.loads(run_in(repo, "dvc", "status", "--json").stdout)
     # data.dvc pins data/raw (empty here, never in a clone's cache): it is not a pipeline stage
+    first = set(json.loads(run_in(repo, "dvc", "status", "--json").stdout)) - {"data.dvc"}
+    assert first == {"code"}, first  # the source digests are the code stage's outputs: stale until it runs
+    run_in(repo, "dvc", "repro", "--single-item", "code")
+    status = json.loads(run_in(repo, "dvc", "status", "--json").stdout)
     changed = set(status) - {"data.dvc"}
     own = {"train@attention_unet-synth", "evaluate@attention_unet-synth",
            "zeroshot@attention_unet-pair0", "complexity@attention_unet", "speed@attention_unet"}

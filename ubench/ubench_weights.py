@@ -13,10 +13,11 @@ Fitting is all or nothing: every key of the model present with its shape, nothin
 ``imported_document`` is the dict ``ubench train`` writes, so evaluate reads it unchanged, with the
 provenance (file, sha256, U-Bench model, epoch, config) under ``imported``.
 
-Still to come (issue 19): the CLI, per-model key maps for models whose keys differ from U-Bench's,
-tied tensors, ``grid.imported`` in the pipeline. ``fit_state_dict`` and
-``checkpoint.load_checkpoint`` check keys alike; they become one check when checkpoint.py (a
-stage dependency) is next changed.
+Models whose keys differ from U-Bench's are renamed through their proven key map first
+(``ubench_keymap``; tied and unused tensors dropped only as the map says); a model whose map says
+ubench's module does not compute U-Bench's output is refused with that reason.
+``fit_state_dict`` and ``checkpoint.load_checkpoint`` check keys alike; they become one check when
+checkpoint.py (a stage dependency, so every training reruns) is next changed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 from ubench.checkpoint import ZIP_MAGIC
 from ubench.errors import UbenchError
 from ubench.io import sha256_file
+from ubench.ubench_keymap import STATUSES, apply_keymap, load_keymap
 
 # the fields of U-Bench's argparse config that identify what a checkpoint is
 CONFIG_KEYS = ("model", "dataset_name", "img_size", "num_classes", "input_channel", "do_deeps")
@@ -87,7 +89,8 @@ def _listed(keys: list[str]) -> str:
     return ", ".join(keys[:_LISTED]) + more
 
 
-def fit_state_dict(model: torch.nn.Module, source: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+def fit_state_dict(model: torch.nn.Module, source: dict[str, torch.Tensor], what: str,
+                   fix: str = "") -> dict[str, torch.Tensor]:
     """``source`` as the model's state_dict (the model's key order), if it fits exactly.
 
     Exactly: the same keys, each with the model's shape. Anything else is a UbenchError naming the
@@ -103,8 +106,8 @@ def fit_state_dict(model: torch.nn.Module, source: dict[str, torch.Tensor], what
                  f"{len(unexpected)} unexpected ({_listed(unexpected)})" if unexpected else "",
                  f"{len(shapes)} mis-shaped ({_listed(shapes)})" if shapes else ""]
         raise UbenchError(f"{what} does not fit: " + "; ".join(p for p in parts if p),
-                          "check --model (and the checkpoint's num_classes / input channels); a checkpoint of "
-                          "another architecture cannot be loaded, and ubench never loads one in part")
+                          fix or "check --model (and the checkpoint's num_classes / input channels); a checkpoint "
+                          "of another architecture cannot be loaded, and ubench never loads one in part")
     return {k: source[k] for k in target}
 
 
@@ -159,8 +162,22 @@ def imported_document(ck: UBenchCheckpoint, model: str, dataset: str) -> dict:
 
     num_classes = int(ck.config.get("num_classes", 1))
     in_channels = int(ck.config.get("input_channel", 3))
+    what = f"{ck.path} (U-Bench {ck.config.get('model', '?')}) on ubench's {model}"
+    keymap = load_keymap(model)
+    state = ck.state_dict
     net = create_model(model, num_classes=num_classes, in_channels=in_channels)
-    state = fit_state_dict(net, ck.state_dict, f"{ck.path} (U-Bench {ck.config.get('model', '?')}) on ubench's {model}")
+    if list(state) == list(net.state_dict()):
+        keymap = None  # already ubench's names (and order): nothing to rename
+    if keymap is not None and not keymap.proven:
+        diff = f" (max relative difference {keymap.max_rel_diff:.2g})" if keymap.max_rel_diff is not None else ""
+        raise UbenchError(f"{what}: refused, {keymap.status}{diff}: {STATUSES[keymap.status]}"
+                          + (f" ({keymap.notes})" if keymap.notes else ""),
+                          f"evaluate a {model} trained by ubench instead (`dvc repro`); the check is "
+                          f"scripts/ubench_reference_keys.py against {keymap.source}")
+    if keymap is not None:
+        state = apply_keymap(state, keymap, what)
+        what += f" through its key map ({keymap.paired_by})"
+    state = fit_state_dict(net, state, what)
     return {
         "model": model, "state_dict": {k: v.detach().clone().contiguous() for k, v in state.items()},
         "epoch": ck.epoch if ck.epoch is not None else -1, "num_classes": num_classes,
@@ -168,6 +185,10 @@ def imported_document(ck: UBenchCheckpoint, model: str, dataset: str) -> dict:
         "imported": {"from": "U-Bench", "file": ck.path.name, "sha256": ck.sha256,
                      "ubench_model": str(ck.config.get("model", "")), "epoch": ck.epoch,
                      "stripped_prefix": ck.stripped_prefix,
+                     "key_map": None if keymap is None else {
+                         "paired_by": keymap.paired_by, "max_rel_diff": keymap.max_rel_diff,
+                         "source": keymap.source, "tied_dropped": len(keymap.tied),
+                         "unused_dropped": list(keymap.unused)},
                      "config": {k: _plain(v) for k, v in sorted(ck.config.items())}},
     }
 
