@@ -859,8 +859,11 @@ def keymap_of(r: dict, commit: str):
             return KeyMap(status="outputs differ", paired_by=r["map_how"], max_rel_diff=rel(r["map_max_rel"]),
                           **{**common, "notes": "; ".join(filter(None, [
                               common["notes"], "with U-Bench's tensors paired to ubench's by shape (tried: "
-                              + ", ".join(r.get("map_tried") or [r["map_how"]]) + "), the outputs differ: "
-                              "either no pairing by shape is right or the computation differs"]))})
+                              + ", ".join(r.get("map_tried") or [r["map_how"]]) + "), "
+                              + ("ubench's output is not finite (perhaps a running variance paired with a tensor "
+                                 "that is not one)" if not r.get("map_finite_ubench_side", True)
+                                 else "the outputs differ")
+                              + ": either no pairing by shape is right or the computation differs"]))})
         return KeyMap(status=PROVEN, paired_by=r["map_how"], max_rel_diff=rel(r["map_max_rel"]),
                       rules=derive_rules(r["key_map"]), tied=tuple(tuple(t) for t in dropped.get("tied", [])),
                       unused=tuple(dropped.get("unused", [])), **common)

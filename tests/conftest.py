@@ -274,7 +274,7 @@ def ubench_state(ubench_name: str) -> dict:
     shapes = {k: tuple(s) for k, s, _ in fx["keys"]}
     for first, dup in fx["tied"]:
         base, want = state[first], shapes[dup]
-        views = [base.permute(*p) for p in itertools.permutations(range(base.dim()))]
+        views = [base.permute(*p) for p in itertools.permutations(range(base.dim()))] if base.dim() else [base]
         same = [v for v in views if tuple(v.shape) == want]
         if same:
             state[dup] = same[0]
@@ -282,3 +282,24 @@ def ubench_state(ubench_name: str) -> dict:
             state[dup] = base.view(want)
         # else: U-Bench's two keys share a storage at different offsets (not one tensor): left apart
     return state
+
+
+def in_ubench_names(model: str, state: dict) -> dict:
+    """ubench's ``state`` of ``model`` under U-Bench's keys, in U-Bench's order (the inverse of the
+    model's proven key map): what U-Bench's main.py would have saved for the same weights."""
+    import torch
+
+    from ubench.models import model_info
+    from ubench.ubench_keymap import load_keymap, rename_key
+
+    km = load_keymap(model)
+    assert km is not None and km.proven, f"{model} has no proven key map"
+    fx = ubench_fixture(model_info(model).ubench_name)
+    tied = dict(km.tied)
+    out = {}
+    for key, shape, dtype in fx["keys"]:
+        if key in km.unused:
+            out[key] = torch.zeros(shape, dtype=getattr(torch, dtype))
+        else:
+            out[key] = state[rename_key(tied.get(key, key), km.rules) or tied.get(key, key)]
+    return out

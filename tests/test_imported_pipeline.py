@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from tests.conftest import run_in
+from tests.conftest import in_ubench_names, run_in
 from ubench.models import create_model, model_info
 
 
@@ -18,7 +18,10 @@ def test_dvc_exp_run_evaluates_imported_weights_and_shows_them_apart(tiny_copy):
     repo = tiny_copy
     torch.manual_seed(3)
     src = repo.parent / "checkpoint_best.pth"
-    torch.save({"state_dict": create_model("attention_unet").state_dict(), "epoch": 250,
+    # U-Bench's keys, as its main.py saves them (the inverse of attention_unet's proven key map)
+    state = in_ubench_names("attention_unet", create_model("attention_unet").state_dict())
+    assert "Conv1.conv.0.weight" in state
+    torch.save({"state_dict": state, "epoch": 250,
                 "config": argparse.Namespace(model=model_info("attention_unet").ubench_name, dataset_name="synth",
                                              num_classes=1, input_channel=3, img_size=256)}, src)
     run_in(repo, "ubench", "weights", "import", str(src))
@@ -43,6 +46,8 @@ def test_dvc_exp_run_evaluates_imported_weights_and_shows_them_apart(tiny_copy):
     assert label not in board["overall"] and label not in board["datasets"]["synth"]["models"]
     summary = json.loads((repo / "results/eval/imported/synth/attention_unet/test.json").read_text())
     assert summary["imported"]["epoch"] == 250 and summary["imported"]["ubench_model"] == "AttU_Net"
+    imported = torch.load(repo / "models/imported/synth/attention_unet.pt", weights_only=True)["imported"]
+    assert imported["key_map"]["paired_by"] == "first use in forward"  # the proof it came through
     assert (repo / "results/eval/imported/synth/attention_unet/zeroshot_synth_shift.json").is_file()
     assert label in (repo / "reports/leaderboard.md").read_text().split("## U-Bench weights")[1]
     assert label in json.loads((repo / "metrics/leaderboard/synth.json").read_text())
