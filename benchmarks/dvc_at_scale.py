@@ -50,8 +50,8 @@ def full_grid_params(limit_models: int | None) -> dict:
         models = ["unet"] + [m for m in models if m != "unet"][:limit_models - 1]
     in_domain = [d.name for d in CATALOG if d.role == "in-domain"]
     pairs = [{"source": d.name, "target": t} for d in CATALOG for t in d.zero_shot_targets]
-    params["grid"] = {"models": models, "datasets": in_domain, "transfer": pairs, "synthetic": [],
-                      "raw": [d.name for d in CATALOG]}
+    params["grid"].update(models=models, datasets=in_domain, transfer=pairs, synthetic=[],
+                          raw=[d.name for d in CATALOG], imported=[])
     params["candidate"]["datasets"] = [in_domain[0]]
     return params
 

@@ -471,6 +471,13 @@ def run_one(name: str, opts, result_path: Path) -> None:
     # which its modules first use their tensors, for the mapping below)
     perturb(state)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    if opts.float64:  # a near miss in float32: does it vanish in float64 (rounding) or stay (wiring)?
+        theirs.double()
+        ours.double()
+        state = theirs.state_dict()
+        target = ours.state_dict()
+        x = x.double()
+        res["float64"] = True
     t0 = time.time()
     try:
         with UseOrder(theirs, state) as theirs_order, torch.no_grad():
@@ -755,6 +762,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", help="JSON file for all results (default: the report with .json)")
     ap.add_argument("--timeout", type=int, default=300, help="seconds per model (child process)")
     ap.add_argument("--no-forward", action="store_true", help="keys and fit only")
+    ap.add_argument("--float64", action="store_true", help="compare outputs in float64 (results only: "
+                    "use with --results elsewhere and no --keymaps; maps are proven in float32)")
     ap.add_argument("--resume", action="store_true", help="keep the results already in --results and run the rest")
     ap.add_argument("--py310-dataclass-defaults", action="store_true")
     ap.add_argument("--torchvision-op-schemas", action="store_true")
@@ -774,6 +783,8 @@ def main(argv=None) -> int:
         return 0
     if not opts.commit:
         ap.error("give --commit (or --git-dir) so the fixtures name U-Bench's commit")
+    if opts.float64 and opts.keymaps:
+        ap.error("--float64 is a diagnosis: key maps are proven in float32 (drop --keymaps)")
 
     from ubench.models import list_models, model_info
 
@@ -794,6 +805,7 @@ def main(argv=None) -> int:
                "--ubench-src", opts.ubench_src, "--commit", opts.commit, "--out-dir", opts.out_dir]
         cmd += [a for s in opts.site for a in ("--site", s)]
         cmd += ["--no-forward"] * opts.no_forward + ["--py310-dataclass-defaults"] * opts.py310_dataclass_defaults
+        cmd += ["--float64"] * opts.float64
         cmd += ["--torchvision-op-schemas"] * opts.torchvision_op_schemas
         cmd += [a for s in opts.model_site for a in ("--model-site", s)]
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
