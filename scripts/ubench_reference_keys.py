@@ -10,9 +10,16 @@ get the same weights and the same seeded input and their outputs are compared. W
 fit but the two state_dicts hold tensors of the same shapes, U-Bench's tensors are paired with
 ubench's keys (by state_dict position when the shapes agree in order; otherwise, or if that pairing
 does not give equal outputs, by the order in which modules first run in forward, each U-Bench
-tensor taking the first unpaired ubench key of its shape) and the outputs are compared the same
+tensor taking the first unpaired ubench key of its shape; then by groups: the tensors of one
+block (a leaf module's parent) paired with the ubench block of the same shapes, in the order in
+which their tensors are first passed to a torch op, so that a norm stays with its conv when the
+two models run same-shaped blocks in another order) and the outputs are compared the same
 way: equal outputs show that a pure renaming of keys carries U-Bench's weights over; unequal ones
-do not tell a wrong pairing from a different computation. U-Bench's tensors held only by modules
+do not tell a wrong pairing from a different computation. Before any comparison every floating
+tensor gets distinct deterministic values (a fresh model's norms are ones and zeros and would hide
+a swapped pair). Dropout that is still in training mode in U-Bench's eval forward (a module built
+inside ``forward``, as in CA_Net) is made the identity and counted: U-Bench's eval output is
+random there. U-Bench's tensors held only by modules
 that never ran in its forward are counted (a lower bound on unused weights). A markdown table of
 the results is printed and written to ``--report`` (all results as JSON beside it; ``--resume``
 keeps those and runs the rest). Run by hand; U-Bench's code is only imported from the scratch
@@ -480,9 +487,12 @@ def run_one(name: str, opts, result_path: Path) -> None:
         res["float64"] = True
     t0 = time.time()
     try:
-        with UseOrder(theirs, state) as theirs_order, torch.no_grad():
+        with UseOrder(theirs, state) as theirs_order, TensorUseOrder(theirs.state_dict(keep_vars=True)) as theirs_uses, \
+                EvalDropout() as dropout, torch.no_grad():
             theirs_out = theirs(x.clone())
         a, how_theirs = _final(theirs_out)
+        if dropout.calls:
+            res["dropout_in_eval_disabled"] = dropout.calls
     except BaseException as exc:  # noqa: BLE001
         res["forward_error"] = f"U-Bench forward: {type(exc).__name__}: {str(exc).strip()[:300]}"
         save()
@@ -577,6 +587,27 @@ def run_one(name: str, opts, result_path: Path) -> None:
             res.pop("map_error", None)
             res.update(tried)  # by position was closer
         res["map_tried"] = ["state_dict position"] * bool(tried) + ["first use in forward"]
+    if kept is not None and not (res.get("map_max_rel") is not None and res["map_max_rel"] <= REL_TOL):
+        tried = {k: res.pop(k) for k in list(res) if k.startswith("map_") and k not in ("map_dropped", "map_tried")}
+        tried_map = res.pop("key_map", None)
+        res["map_how"] = "groups by first use in a torch op"
+        try:
+            with TensorUseOrder(ours.state_dict(keep_vars=True)) as ours_uses, torch.no_grad():
+                ours(x.clone())
+        except BaseException as exc:  # noqa: BLE001
+            res["map_error"] = f"ubench forward: {type(exc).__name__}: {str(exc).strip()[:300]}"
+            key_map = None
+        else:
+            key_map = pair_groups(theirs, kept, theirs_uses.keys(kept), ours, target, ours_uses.keys(target))
+        if key_map is not None:
+            res["key_map"] = key_map
+            compare({key_map[k]: kept[k] for k in kept}, "map_")
+        if not (res.get("map_max_rel") is not None and (tried.get("map_max_rel") is None
+                                                        or res["map_max_rel"] < tried["map_max_rel"])):
+            res["key_map"] = tried_map
+            res.pop("map_error", None)
+            res.update(tried)
+        res["map_tried"] = res.get("map_tried", []) + ["groups by first use in a torch op"]
     res["forward_s"] = round(time.time() - t0, 1)
     save()
 
@@ -621,6 +652,113 @@ def perturb(state: dict) -> None:
             else:
                 scale = float(t.double().std()) if t.numel() > 1 else 0.0
                 t.add_(noise * max(0.1 * scale, 0.02))
+
+
+class EvalDropout:
+    """Dropout that is still in training mode during an eval forward (a module built inside
+    ``forward``, as U-Bench's CA_Net does) made the identity, and counted: such a model's eval output
+    is random, and ubench's model, whose dropout is registered, is deterministic."""
+
+    NAMES = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")
+
+    def __enter__(self):
+        import torch.nn.functional as F
+
+        self.calls, self.saved = 0, {n: getattr(F, n) for n in self.NAMES if hasattr(F, n)}
+
+        def make(orig):
+            def guarded(input, p=0.5, training=True, inplace=False):
+                if training and p > 0:
+                    self.calls += 1
+                    return input
+                return orig(input, p, training, inplace)
+            return guarded
+
+        for n, orig in self.saved.items():
+            setattr(F, n, make(orig))
+        return self
+
+    def __exit__(self, *exc):
+        import torch.nn.functional as F
+
+        for n, orig in self.saved.items():
+            setattr(F, n, orig)
+        return False
+
+
+class TensorUseOrder:
+    """The order in which a model's state tensors are first passed to a torch op in forward (a torch
+    function mode: parameters used straight from a module or a ParameterList count too); tensors
+    never passed follow in state_dict order. Give it ``state_dict(keep_vars=True)``: the tensors the
+    model holds, not detached copies."""
+
+    def __init__(self, state):
+        self.by_id: dict[int, list[str]] = {}
+        for k, t in state.items():
+            self.by_id.setdefault(id(t), []).append(k)
+        self.used: list[str] = []
+
+    def __enter__(self):
+        from torch.overrides import TorchFunctionMode
+        from torch.utils._pytree import tree_flatten
+
+        rec = self
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                for a in tree_flatten((args, kwargs or {}))[0]:
+                    for k in rec.by_id.pop(id(a), ()):
+                        rec.used.append(k)
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+        return False
+
+    def keys(self, state) -> list[str]:
+        used = set(self.used)
+        return [k for k in self.used if k in state] + [k for k in state if k not in used]
+
+
+def _groups(model, keys: list[str]) -> dict[str, list[str]]:
+    """Tensor keys grouped by the module that holds their leaf module (a conv and its norm in one
+    block), or by their own module when it has submodules; groups in the order of ``keys``."""
+    modules = dict(model.named_modules())
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        owner = k.rsplit(".", 1)[0] if "." in k else ""
+        mod = modules.get(owner)
+        group = owner.rsplit(".", 1)[0] if owner and mod is not None and not any(True for _ in mod.children()) \
+            else owner
+        if "." not in owner and mod is not None and not any(True for _ in mod.children()):
+            group = ""
+        groups.setdefault(group, []).append(k)
+    return groups
+
+
+def pair_groups(theirs, kept, theirs_keys, ours, target, ours_keys):
+    """U-Bench key -> ubench key: groups paired by their multiset of shapes in order of first use,
+    tensors within a pair of groups by first use among those of their shape; None when some group
+    has no partner."""
+    def sig(state, ks):
+        return tuple(sorted(tuple(state[k].shape) for k in ks))
+
+    pool = list(_groups(ours, ours_keys).items())
+    key_map = {}
+    for _, ks in _groups(theirs, [k for k in theirs_keys if k in kept]).items():
+        want = sig(kept, ks)
+        j = next((i for i, (_, qs) in enumerate(pool) if sig(target, qs) == want), None)
+        if j is None:
+            return None
+        qs = list(pool.pop(j)[1])
+        for k in ks:
+            i = next(i for i, q in enumerate(qs) if tuple(target[q].shape) == tuple(kept[k].shape))
+            key_map[k] = qs.pop(i)
+    return key_map if len(key_map) == len(kept) else None
 
 
 class UseOrder:
@@ -855,9 +993,13 @@ def keymap_of(r: dict, commit: str):
     def rel(v):
         return None if v is None or v != v or v == float("inf") else float(f"{v:.3g}")
 
+    notes = ["U-Bench's side run with mamba_ssm's pure-PyTorch selective_scan_ref (no CUDA kernel)"
+             * bool(r.get("mamba_scan_ref")),
+             f"U-Bench's eval forward ran {r['dropout_in_eval_disabled']} dropout call(s) in training mode "
+             "(modules built inside forward), made the identity for the comparison: U-Bench's own eval "
+             "output is random there, ubench's is not" if r.get("dropout_in_eval_disabled") else ""]
     common = dict(model=r["name"], ubench_model=r["ubench_name"], source=r.get("source") or f"{REPO}@{commit}",
-                  notes=("U-Bench's side run with mamba_ssm's pure-PyTorch selective_scan_ref (no CUDA kernel)"
-                         if r.get("mamba_scan_ref") else ""))
+                  notes="; ".join(n for n in notes if n))
     if r.get("fits"):
         if r.get("max_rel") is None:
             return KeyMap(status="not compared", **{**common, "notes": r.get("forward_error", "")})
