@@ -7,7 +7,8 @@ keys, shapes and dtypes to ``tests/data/ubench_keys/<UBenchName>.json`` (a small
 weights), then builds ubench's model and checks with ``ubench_weights.fit_state_dict`` whether
 U-Bench's state_dict fits it unchanged. Where it fits and U-Bench's forward runs here, both models
 get the same weights and the same seeded input and their outputs are compared. Where it does not
-fit but the two state_dicts hold tensors of the same shapes, U-Bench's tensors are paired with
+fit, the key map shipped in ``--keymaps`` (if any) is checked first; where it does not prove and
+the two state_dicts hold tensors of the same shapes, U-Bench's tensors are paired with
 ubench's keys (by state_dict position when the shapes agree in order; otherwise, or if that pairing
 does not give equal outputs, by the order in which modules first run in forward, each U-Bench
 tensor taking the first unpaired ubench key of its shape; then by groups: the tensors of one
@@ -555,6 +556,18 @@ def run_one(name: str, opts, result_path: Path) -> None:
         kept = None
     if kept is not None and kept is not state and (drop_tied or drop_unused):
         res["map_dropped"] = {"tied": [[d, k] for d, k in drop_tied.items()], "unused": drop_unused}
+    shipped = _shipped_pairing(opts, name, state, target)
+    if shipped is not None:  # a map shipped before (or written from a pairing by name): checked again
+        res["map_how"], res["key_map"], shipped_dropped = shipped
+        compare({res["key_map"][k]: state[k] for k in res["key_map"]}, "map_")
+        res["map_tried"] = ["the shipped key map"]
+        save()
+        if res.get("map_max_rel") is not None and res["map_max_rel"] <= REL_TOL:
+            kept = None  # proven: no pairing by shape needed
+            res["map_dropped"] = shipped_dropped
+        else:
+            res["map_shipped_max_rel"] = res.pop("map_max_rel", None)
+            res.pop("key_map")
     in_order = kept is not None and [tuple(t.shape) for t in kept.values()] == [tuple(t.shape) for t in target.values()]
     if in_order:
         res["map_how"] = "state_dict position"
@@ -610,6 +623,26 @@ def run_one(name: str, opts, result_path: Path) -> None:
         res["map_tried"] = res.get("map_tried", []) + ["groups by first use in a torch op"]
     res["forward_s"] = round(time.time() - t0, 1)
     save()
+
+
+def _shipped_pairing(opts, name: str, state: dict, target: dict):
+    """(how, U-Bench key -> ubench key) from ``--keymaps``' file for this model, when its rules take
+    U-Bench's keys (less its tied and unused ones) onto exactly ubench's keys and shapes; else None."""
+    from ubench.ubench_keymap import rename_key
+
+    path = Path(opts.keymaps) / f"{name}.json" if opts.keymaps else None
+    if path is None or not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    if not doc.get("rules") and doc.get("paired_by") != "identical keys":
+        return None
+    dropped = {d for d, _ in doc.get("tied", [])} | set(doc.get("unused", []))
+    rules = tuple(tuple(r) for r in doc["rules"])
+    pairs = {k: rename_key(k, rules) or k for k in state if k not in dropped}
+    if sorted(pairs.values()) != sorted(target) or any(
+            tuple(state[k].shape) != tuple(target[v].shape) for k, v in pairs.items()):
+        return None
+    return doc["paired_by"], pairs, {"tied": doc.get("tied", []), "unused": doc.get("unused", [])}
 
 
 def _built_before(exc: BaseException, factory):
@@ -943,7 +976,7 @@ def main(argv=None) -> int:
                "--ubench-src", opts.ubench_src, "--commit", opts.commit, "--out-dir", opts.out_dir]
         cmd += [a for s in opts.site for a in ("--site", s)]
         cmd += ["--no-forward"] * opts.no_forward + ["--py310-dataclass-defaults"] * opts.py310_dataclass_defaults
-        cmd += ["--float64"] * opts.float64
+        cmd += ["--float64"] * opts.float64 + ["--keymaps", opts.keymaps] * bool(opts.keymaps)
         cmd += ["--torchvision-op-schemas"] * opts.torchvision_op_schemas
         cmd += [a for s in opts.model_site for a in ("--model-site", s)]
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
