@@ -621,8 +621,70 @@ def run_one(name: str, opts, result_path: Path) -> None:
             res.pop("map_error", None)
             res.update(tried)
         res["map_tried"] = res.get("map_tried", []) + ["groups by first use in a torch op"]
+    if kept is not None and not (res.get("map_max_rel") is not None and res["map_max_rel"] <= REL_TOL):
+        named = backbone_pairs(name, kept, target)
+        if named:
+            tried = {k: res.pop(k) for k in list(res) if k.startswith("map_") and k not in ("map_dropped", "map_tried")}
+            tried_map = res.pop("key_map", None)
+            res["map_how"] = "backbone by name, the rest by first use in forward"
+            try:
+                with UseOrder(ours, target) as ours_order, torch.no_grad():
+                    ours(x.clone())
+            except BaseException as exc:  # noqa: BLE001
+                res["map_error"] = f"ubench forward: {type(exc).__name__}: {str(exc).strip()[:300]}"
+            else:
+                key_map = dict(named)
+                pool = [q for q in ours_order.keys() if q not in set(named.values())]
+                for k in [k for k in theirs_order.keys() if k in kept and k not in named]:
+                    j = next((i for i, q in enumerate(pool) if tuple(target[q].shape) == tuple(kept[k].shape)), None)
+                    if j is None:
+                        break
+                    key_map[k] = pool.pop(j)
+                if len(key_map) == len(kept):
+                    res["key_map"] = key_map
+                    res["map_named"] = len(named)
+                    compare({key_map[k]: kept[k] for k in kept}, "map_")
+            if not (res.get("map_max_rel") is not None and (tried.get("map_max_rel") is None
+                                                            or res["map_max_rel"] < tried["map_max_rel"])):
+                res["key_map"] = tried_map
+                res.pop("map_error", None)
+                res.pop("map_named", None)
+                res.update(tried)
+            res["map_tried"] = res.get("map_tried", []) + ["backbone by name"]
     res["forward_s"] = round(time.time() - t0, 1)
     save()
+
+
+def backbone_pairs(name: str, kept: dict, target: dict) -> dict[str, str]:
+    """U-Bench key -> ubench key for the backbone(s) of the model, by name: each pretrained record's
+    key map (ubench/models/pretrained.py, release names -> ubench's), and the PVTv2 names for each
+    PVTv2 encoder, applied after the U-Bench prefix that makes the most keys land on a ubench key of
+    the same shape."""
+    from ubench.models.ops.pvt import pvt_v2_key_map
+    from ubench.models.pretrained import map_keys, pretrained_records
+
+    records = list(pretrained_records(name))
+    # a PVTv2 encoder anywhere in ubench's model: the PVT authors' names (U-Bench's vendored PVT
+    # keeps them) map onto it even where U-Bench loads no pretrained file
+    tail = "stages.0.embed.proj.weight"
+    records += [{"key_map": pvt_v2_key_map(k[:-len(tail)])} for k in target if k.endswith(tail)]
+    pairs: dict[str, str] = {}
+    for rec in records:
+        prefixes = {""} | {".".join(k.split(".")[:d]) + "." for k in kept for d in (1, 2, 3) if k.count(".") > d}
+        best: dict[str, str] = {}
+        for pre in sorted(prefixes):
+            found = {}
+            for k in kept:
+                if not k.startswith(pre) or k in pairs:
+                    continue
+                new = list(map_keys({k[len(pre):]: kept[k]}, rec))
+                if new and new[0] in target and tuple(target[new[0]].shape) == tuple(kept[k].shape):
+                    found[k] = new[0]
+            if len(found) > len(best) and len(set(found.values())) == len(found):
+                best = found
+        taken = set(pairs.values())
+        pairs.update({k: v for k, v in best.items() if v not in taken})
+    return pairs
 
 
 def _shipped_pairing(opts, name: str, state: dict, target: dict):
