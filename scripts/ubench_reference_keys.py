@@ -532,6 +532,16 @@ def run_one(name: str, opts, result_path: Path) -> None:
                     prefix + "finite_u_bench_side": bool(torch.isfinite(a).all()),
                     "out_shape": list(a.shape)})
 
+    def ours_first_use() -> list[str] | None:
+        """ubench's keys in the order its modules first run (None, noted, if its forward fails)."""
+        try:
+            with UseOrder(ours, target) as ours_order, torch.no_grad():
+                ours(x.clone())
+        except BaseException as exc:  # noqa: BLE001
+            res["map_error"] = f"ubench forward: {type(exc).__name__}: {str(exc).strip()[:300]}"
+            return None
+        return ours_order.keys()
+
     if fitted is not None:
         compare(fitted, "")
         res["forward_s"] = round(time.time() - t0, 1)
@@ -578,21 +588,13 @@ def run_one(name: str, opts, result_path: Path) -> None:
         tried = {k: res.pop(k) for k in list(res) if k.startswith("map_") and k != "map_dropped"}
         tried_map = res.pop("key_map", None)
         res["map_how"] = "first use in forward"
-        try:
-            with UseOrder(ours, target) as ours_order, torch.no_grad():
-                ours(x.clone())
-        except BaseException as exc:  # noqa: BLE001
-            res["map_error"] = f"ubench forward: {type(exc).__name__}: {str(exc).strip()[:300]}"
-        else:
-            pool, pairs, key_map = ours_order.keys(), {}, {}
-            for p in [k for k in theirs_order.keys() if k in kept]:
-                j = next(i for i, q in enumerate(pool) if tuple(target[q].shape) == tuple(kept[p].shape))
-                key_map[p] = pool[j]
-                pairs[pool.pop(j)] = kept[p]
+        ours_keys = ours_first_use()
+        key_map = pair_by_use(theirs_order.keys(), ours_keys, kept, target) if ours_keys is not None else None
+        if key_map is not None:
             res["key_map"] = {k: key_map[k] for k in kept}
-            res["map_reordered"] = sum(1 for a_, b_ in zip(theirs_order.keys(), ours_order.keys())
+            res["map_reordered"] = sum(1 for a_, b_ in zip(theirs_order.keys(), ours_keys)
                                        if tuple(state[a_].shape) != tuple(target[b_].shape))
-            compare(pairs, "map_")
+            compare({key_map[k]: kept[k] for k in kept}, "map_")
         if tried.get("map_max_rel") is not None and not (res.get("map_max_rel") is not None
                                                          and res["map_max_rel"] < tried["map_max_rel"]):
             res["key_map"] = tried_map
@@ -627,20 +629,10 @@ def run_one(name: str, opts, result_path: Path) -> None:
             tried = {k: res.pop(k) for k in list(res) if k.startswith("map_") and k not in ("map_dropped", "map_tried")}
             tried_map = res.pop("key_map", None)
             res["map_how"] = "backbone by name, the rest by first use in forward"
-            try:
-                with UseOrder(ours, target) as ours_order, torch.no_grad():
-                    ours(x.clone())
-            except BaseException as exc:  # noqa: BLE001
-                res["map_error"] = f"ubench forward: {type(exc).__name__}: {str(exc).strip()[:300]}"
-            else:
-                key_map = dict(named)
-                pool = [q for q in ours_order.keys() if q not in set(named.values())]
-                for k in [k for k in theirs_order.keys() if k in kept and k not in named]:
-                    j = next((i for i, q in enumerate(pool) if tuple(target[q].shape) == tuple(kept[k].shape)), None)
-                    if j is None:
-                        break
-                    key_map[k] = pool.pop(j)
-                if len(key_map) == len(kept):
+            ours_keys = ours_first_use()
+            if ours_keys is not None:
+                key_map = pair_by_use(theirs_order.keys(), ours_keys, kept, target, fixed=named)
+                if key_map is not None and len(key_map) == len(kept):
                     res["key_map"] = key_map
                     res["map_named"] = len(named)
                     compare({key_map[k]: kept[k] for k in kept}, "map_")
@@ -653,6 +645,22 @@ def run_one(name: str, opts, result_path: Path) -> None:
             res["map_tried"] = res.get("map_tried", []) + ["backbone by name"]
     res["forward_s"] = round(time.time() - t0, 1)
     save()
+
+
+def pair_by_use(theirs_keys: list[str], ours_keys: list[str], kept: dict, target: dict,
+                fixed: dict[str, str] | None = None) -> dict[str, str] | None:
+    """U-Bench key -> ubench key: ``fixed`` pairs as given, then each U-Bench tensor of ``kept`` in
+    ``theirs_keys`` order takes the first unpaired ubench key of its shape in ``ours_keys`` order;
+    None when some tensor finds none."""
+    key_map = dict(fixed or {})
+    taken = set(key_map.values())
+    pool = [q for q in ours_keys if q not in taken]
+    for k in [k for k in theirs_keys if k in kept and k not in key_map]:
+        j = next((i for i, q in enumerate(pool) if tuple(target[q].shape) == tuple(kept[k].shape)), None)
+        if j is None:
+            return None
+        key_map[k] = pool.pop(j)
+    return key_map
 
 
 def backbone_pairs(name: str, kept: dict, target: dict) -> dict[str, str]:
