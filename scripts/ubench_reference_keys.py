@@ -15,14 +15,25 @@ tensor taking the first unpaired ubench key of its shape; then by groups: the te
 block (a leaf module's parent) paired with the ubench block of the same shapes, in the order in
 which their tensors are first passed to a torch op, so that a norm stays with its conv when the
 two models run same-shaped blocks in another order) and the outputs are compared the same
-way: equal outputs show that a pure renaming of keys carries U-Bench's weights over; unequal ones
-do not tell a wrong pairing from a different computation. Before any comparison every floating
+way. Where ubench stores U-Bench's tensors otherwise, the pairing sees ubench's tensor as U-Bench's
+pieces (``KEY#0``, ``KEY#1``...): separate query, key and value stacked on dim 0 as one ``qkv``, or
+a 1x1 convolution's kernel viewed as a linear weight (``stack_plan``, by shapes, else
+``stack_plan_by_position``, walking both state_dicts in order); U-Bench's constant buffers
+(index tables, masks) of shapes ubench holds none of may be set aside, since ubench's module
+computes them (they keep their built values, never perturbed). Equal outputs then prove the map's
+``fused``/``reshaped``/``buffers`` entries as well. Equal outputs show that the map carries
+U-Bench's weights over; unequal ones do not tell a wrong pairing from a different computation.
+A pairing written by module name (a ``--keymaps`` file, checked first through the import's own
+``apply_keymap``) is proven the same way. Before any comparison every floating
 tensor gets distinct deterministic values (a fresh model's norms are ones and zeros and would hide
 a swapped pair). Dropout that is still in training mode in U-Bench's eval forward (a module built
 inside ``forward``, as in CA_Net) is made the identity and counted: U-Bench's eval output is
 random there. A float32 difference above 1e-5 but at most ROUNDING_F32 is rechecked in float64
 with the same pairing; agreement within F64_TOL there makes the map proven, the float32 gap being
-rounding (both numbers go into the map's notes). U-Bench's tensors held only by modules
+rounding (both numbers go into the map's notes); in that recheck ``Tensor.float()`` leaves float64
+tensors as they are (``KeepFloat64``: mamba_ssm's reference scan and U-Bench's SS2D cast to float32 on
+purpose), and ``--skip-asserts`` runs the children under ``python -O`` where U-Bench asserts a
+float32 dtype (AC_MambaSeg). U-Bench's tensors held only by modules
 that never ran in its forward are counted (a lower bound on unused weights). A markdown table of
 the results is printed and written to ``--report`` (all results as JSON beside it; ``--resume``
 keeps those and runs the rest). Run by hand; U-Bench's code is only imported from the scratch
@@ -101,6 +112,7 @@ REL_TOL = 1e-5
 # a float32 difference up to this is rechecked in float64: a pairing whose float64 outputs agree
 # within F64_TOL computes the same, and the float32 gap is rounding (e.g. a fused attention kernel)
 ROUNDING_F32, F64_TOL = 1e-4, 1e-10
+RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")  # buffers a norm learns
 
 
 # ---------------------------------------------------------------- U-Bench's model table (parsed)
@@ -482,10 +494,17 @@ def run_one(name: str, opts, result_path: Path) -> None:
 
     # ---- same weights, same input: same output? (U-Bench's output first, noting the order in
     # which its modules first use their tensors, for the mapping below)
-    perturb(state)
+    constants = {k for k, _ in theirs.named_buffers(remove_duplicate=False)
+                 if k in state and not k.endswith(RUNNING_STATS)}
+    perturb(state, skip=constants)
+    # modules that cache tensors derived from their weights when put in eval mode (EViT_UNet's
+    # Attention4D: ``self.ab = attention_biases[:, idxs]``) computed them from the unperturbed
+    # weights at the eval() above: put in eval mode again, so they are computed from these
+    theirs.eval()
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     if opts.float64:  # a near miss in float32: does it vanish in float64 (rounding) or stay (wiring)?
         theirs.double()
+        theirs.eval()  # such caches again, now in float64
         ours.double()
         state = theirs.state_dict()
         target = ours.state_dict()
@@ -512,12 +531,15 @@ def run_one(name: str, opts, result_path: Path) -> None:
                unreached_modules=sorted({k.rsplit(".", 1)[0] for k in unreached})[:12])
     if os.environ.get("UBREF_MAMBA_SCAN_REF") == "1" and "mamba_ssm" in sys.modules:
         res["mamba_scan_ref"] = True
+    if sys.flags.optimize:
+        res["python_O"] = True
     list_note = " (U-Bench returns a list without do_deeps)" if isinstance(theirs_out, (list, tuple)) and not do_deeps else ""
 
-    def compare(weights: dict, prefix: str) -> None:
-        """Load ``weights`` into ubench's model (strictly), run it on x, compare with U-Bench's output."""
+    def compare(weights: dict, prefix: str, real: bool = False) -> None:
+        """Load ``weights`` (under ``target``'s keys, or ubench's own where ``real``) into ubench's
+        model (strictly), run it on x, compare with U-Bench's output."""
         try:
-            ours.load_state_dict(weights)
+            ours.load_state_dict(weights if real else assemble(weights))
             with torch.no_grad():
                 ours_out = ours(x.clone())
             b = final_output(ours_out)
@@ -540,12 +562,12 @@ def run_one(name: str, opts, result_path: Path) -> None:
     def ours_first_use() -> list[str] | None:
         """ubench's keys in the order its modules first run (None, noted, if its forward fails)."""
         try:
-            with UseOrder(ours, target) as ours_order, torch.no_grad():
+            with UseOrder(ours, real_target) as ours_order, torch.no_grad():
                 ours(x.clone())
         except BaseException as exc:  # noqa: BLE001
             res["map_error"] = f"ubench forward: {type(exc).__name__}: {str(exc).strip()[:300]}"
             return None
-        return ours_order.keys()
+        return expand(ours_order.keys())
 
     if fitted is not None:
         compare(fitted, "")
@@ -563,23 +585,63 @@ def run_one(name: str, opts, result_path: Path) -> None:
     first = {k: d for k, d in tied}
     variants = [({}, [])] + [(t, []) for t in (dup, first) if t]
     variants += [(t, [k for k in unreached if k not in t]) for t in (dup, first)] * bool(unreached)
-    for drop_tied, drop_unused in variants:
-        kept = {k: v for k, v in state.items() if k not in drop_tied and k not in drop_unused}
-        if sorted(tuple(t.shape) for t in kept.values()) == ours_shapes:
-            break
+    # U-Bench's constant buffers of shapes ubench holds none of (index tables and masks ubench
+    # computes when it is built), set aside as well
+    own_shapes = {tuple(t.shape) for t in target.values()}
+    extra_consts = [k for k in state if k in constants and tuple(state[k].shape) not in own_shapes]
+    variants = [(t, u, []) for t, u in variants] + [
+        (t, u, [k for k in extra_consts if k not in t and k not in u]) for t, u in variants] * bool(extra_consts)
+    plan = None
+    for with_plan in (False, True):
+        for drop_tied, drop_unused, drop_consts in variants:
+            kept = {k: v for k, v in state.items() if k not in drop_tied and k not in drop_unused
+                    and k not in drop_consts}
+            if not with_plan and sorted(tuple(t.shape) for t in kept.values()) == ours_shapes:
+                break
+            if with_plan:
+                plan = stack_plan(kept, target) or stack_plan_by_position(kept, target)
+                if plan is not None:
+                    break
+        else:
+            continue
+        break
     else:
         kept = None
-    if kept is not None and kept is not state and (drop_tied or drop_unused):
-        res["map_dropped"] = {"tied": [[d, k] for d, k in drop_tied.items()], "unused": drop_unused}
-    shipped = _shipped_pairing(opts, name, state, target)
+    real_target = target
+    if plan:  # ubench's stacked or reshaped tensors seen in U-Bench's pieces and shapes (virtual keys)
+        target, pieces_of = virtual_target(real_target, plan)
+        res["plan"] = {k: [v[0], v[1] if v[0] == "split" else list(v[1])] for k, v in plan.items()}
+        res["reshaped"] = {k: list(real_target[k].shape) for k, v in plan.items() if v[0] == "reshape"}
+    else:
+        pieces_of = {}
+
+    def expand(keys: list[str]) -> list[str]:
+        """ubench's real keys in some order -> the virtual keys of ``target`` in that order."""
+        return [v for k in keys for v in pieces_of.get(k, [k])]
+
+    def assemble(weights: dict) -> dict:
+        """Weights under ``target``'s (virtual) keys -> ubench's real state_dict."""
+        if not plan:
+            return weights
+        out = {}
+        for k, t in real_target.items():
+            ks = pieces_of.get(k, [k])
+            out[k] = torch.cat([weights[v] for v in ks], 0) if len(ks) > 1 else weights[ks[0]].reshape(t.shape)
+        return out
+
+    if kept is not None and kept is not state and (drop_tied or drop_unused or drop_consts):
+        res["map_dropped"] = {"tied": [[d, k] for d, k in drop_tied.items()], "unused": drop_unused,
+                              "buffers": drop_consts}
+    shipped = _shipped_pairing(opts, name, state, real_target)
     if shipped is not None:  # a map shipped before (or written from a pairing by name): checked again
-        res["map_how"], res["key_map"], shipped_dropped = shipped
-        compare({res["key_map"][k]: state[k] for k in res["key_map"]}, "map_")
+        res["map_how"], res["key_map"], shipped_dropped, shipped_weights, shipped_reshaped = shipped
+        compare(shipped_weights, "map_", real=True)
         res["map_tried"] = ["the shipped key map"]
         save()
         if res.get("map_max_rel") is not None and res["map_max_rel"] <= ROUNDING_F32:
             kept = None  # proven, or a near miss for the float64 check below: no pairing by shape
             res["map_dropped"] = shipped_dropped
+            res["reshaped"] = shipped_reshaped
         else:
             res["map_shipped_max_rel"] = res.pop("map_max_rel", None)
             res.pop("key_map")
@@ -618,7 +680,8 @@ def run_one(name: str, opts, result_path: Path) -> None:
             res["map_error"] = f"ubench forward: {type(exc).__name__}: {str(exc).strip()[:300]}"
             key_map = None
         else:
-            key_map = pair_groups(theirs, kept, theirs_uses.keys(kept), ours, target, ours_uses.keys(target))
+            key_map = pair_groups(theirs, kept, theirs_uses.keys(kept), ours, target,
+                                  expand(ours_uses.keys(real_target)))
         if key_map is not None:
             res["key_map"] = key_map
             compare({key_map[k]: kept[k] for k in kept}, "map_")
@@ -653,12 +716,16 @@ def run_one(name: str, opts, result_path: Path) -> None:
         # a near miss in float32: the same pairing in float64 says rounding (it vanishes) or wiring
         try:
             theirs.double()
+            theirs.eval()  # caches derived from weights (see above) in float64
             ours.double()
-            with EvalDropout(), torch.no_grad():
+            with EvalDropout(), KeepFloat64(), torch.no_grad():
                 a64, _ = _final(theirs(x.double()))
             s64 = theirs.state_dict()
-            ours.load_state_dict({v: s64[k] for k, v in res["key_map"].items()})
-            with torch.no_grad():
+            if shipped is not None and res["map_how"] == shipped[0]:
+                ours.load_state_dict(_shipped_pairing(opts, name, s64, ours.state_dict())[3])
+            else:
+                ours.load_state_dict(assemble({v: s64[k] for k, v in res["key_map"].items()}))
+            with KeepFloat64(), torch.no_grad():
                 b64 = final_output(ours(x.double()))
             res["map_max_rel_f64"] = (a64 - b64).abs().max().item() / a64.abs().max().item()
         except BaseException as exc:  # noqa: BLE001
@@ -715,24 +782,119 @@ def backbone_pairs(name: str, kept: dict, target: dict) -> dict[str, str]:
     return pairs
 
 
+def _squeezed(shape: tuple) -> tuple:
+    """``shape`` without its trailing 1s (a 1x1 kernel's ``[o, i, 1, 1]`` -> ``[o, i]``)."""
+    while shape and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def stack_plan(kept: dict, target: dict) -> dict | None:
+    """How ubench's tensors whose shapes U-Bench lacks are U-Bench's pieces: {ubench key:
+    ("split", n, piece shape)} where U-Bench holds n tensors of ``piece shape`` stacked on dim 0 in
+    one ubench tensor (query, key and value as one qkv; per-group convolutions as one grouped
+    convolution), or ("reshape", U-Bench shape) where only trailing 1s differ (a 1x1 convolution as
+    a linear layer). Every ubench tensor of such a shape is taken so (else it is ambiguous which);
+    None unless the shapes then pair exactly."""
+    from collections import Counter
+
+    theirs = Counter(tuple(t.shape) for t in kept.values())
+    ours = Counter(tuple(t.shape) for t in target.values())
+    left_t, left_o = theirs - ours, ours - theirs
+    if not left_o:
+        return None
+    plan = {}
+    for shape, n in sorted(left_o.items()):
+        if ours[shape] != n:
+            return None
+        same = [t for t in sorted(left_t) if left_t[t] >= n and _squeezed(t) == _squeezed(shape)]
+        if same:
+            left_t[same[0]] -= n
+            plan[shape] = ("reshape", same[0])
+            continue
+        split = [t for t in sorted(left_t) if len(t) == len(shape) and t[1:] == shape[1:] and 0 < t[0] < shape[0]
+                 and shape[0] % t[0] == 0 and left_t[t] >= n * (shape[0] // t[0])]
+        if len(split) != 1:
+            return None
+        left_t[split[0]] -= n * (shape[0] // split[0][0])
+        plan[shape] = ("split", shape[0] // split[0][0], split[0])
+    if +left_t:
+        return None
+    return {k: plan[tuple(t.shape)] for k, t in target.items() if tuple(t.shape) in plan}
+
+
+def stack_plan_by_position(kept: dict, target: dict) -> dict | None:
+    """Like ``stack_plan``, per ubench key, where the shapes alone are ambiguous (some tensors of a
+    stacked shape are plain ones): the two state_dicts walked in order, each ubench tensor taken as
+    it is when U-Bench's next tensor has its shape, else as the stack of U-Bench's next n tensors
+    when these have one piece shape, else reshaped; None unless every tensor pairs so."""
+    theirs = [tuple(t.shape) for t in kept.values()]
+    plan, i = {}, 0
+    for k, t in target.items():
+        shape = tuple(t.shape)
+        if i < len(theirs) and theirs[i] == shape:
+            i += 1
+            continue
+        if i >= len(theirs):
+            return None
+        piece = theirs[i]
+        n = shape[0] // piece[0] if len(piece) == len(shape) and piece[1:] == shape[1:] and 0 < piece[0] < shape[0] \
+            and shape[0] % piece[0] == 0 else 0
+        if n and theirs[i:i + n] == [piece] * n:
+            plan[k] = ("split", n, piece)
+            i += n
+        elif _squeezed(piece) == _squeezed(shape):
+            plan[k] = ("reshape", piece)
+            i += 1
+        else:
+            return None
+    return plan if plan and i == len(theirs) else None
+
+
+def virtual_target(target: dict, plan: dict) -> tuple[dict, dict[str, list[str]]]:
+    """ubench's state seen through ``plan`` ({ubench key: how}): each split tensor as its pieces ``KEY#0``, ``KEY#1``...
+    (in place, so state_dict order holds), each reshaped one in U-Bench's shape; and {real key:
+    its virtual keys} for the split and reshaped ones."""
+    out, pieces_of = {}, {}
+    for k, t in target.items():
+        how = plan.get(k)
+        if how is None:
+            out[k] = t
+        elif how[0] == "reshape":
+            out[k] = t.reshape(how[1])
+            pieces_of[k] = [k]
+        else:
+            pieces_of[k] = [f"{k}#{i}" for i in range(how[1])]
+            out.update(zip(pieces_of[k], t.chunk(how[1], 0)))
+    return out, pieces_of
+
+
 def _shipped_pairing(opts, name: str, state: dict, target: dict):
-    """(how, U-Bench key -> ubench key) from ``--keymaps``' file for this model, when its rules take
-    U-Bench's keys (less its tied and unused ones) onto exactly ubench's keys and shapes; else None."""
-    from ubench.ubench_keymap import rename_key
+    """The map in ``--keymaps`` for this model, applied to U-Bench's state by ``apply_keymap`` (the
+    import's own code), when that gives exactly ubench's keys and shapes: (how, U-Bench key ->
+    ubench key, with ``KEY#i`` for the i-th piece of a fused tensor, what it drops, the weights,
+    {reshaped key: shape}); else None."""
+    from ubench.errors import UbenchError
+    from ubench.ubench_keymap import apply_keymap, load_keymap_file, rename_key
 
     path = Path(opts.keymaps) / f"{name}.json" if opts.keymaps else None
     if path is None or not path.is_file():
         return None
-    doc = json.loads(path.read_text())
-    if not doc.get("rules") and doc.get("paired_by") != "identical keys":
+    km = load_keymap_file(path)
+    if not (km.rules or km.fused or km.reshaped) and km.paired_by != "identical keys":
         return None
-    dropped = {d for d, _ in doc.get("tied", [])} | set(doc.get("unused", []))
-    rules = tuple(tuple(r) for r in doc["rules"])
-    pairs = {k: rename_key(k, rules) or k for k in state if k not in dropped}
-    if sorted(pairs.values()) != sorted(target) or any(
-            tuple(state[k].shape) != tuple(target[v].shape) for k, v in pairs.items()):
+    try:
+        weights = apply_keymap(state, km, name)
+    except UbenchError:
         return None
-    return doc["paired_by"], pairs, {"tied": doc.get("tied", []), "unused": doc.get("unused", [])}
+    if sorted(weights) != sorted(target) or any(tuple(weights[k].shape) != tuple(target[k].shape) for k in target):
+        return None
+    dropped = {d for d, _ in km.tied} | set(km.unused) | set(km.buffers)
+    fused = {src: f"{new}#{i}" for new, srcs in km.fused for i, src in enumerate(srcs)}
+    pairs = {k: fused.get(k) or rename_key(k, km.rules) or k for k in state if k not in dropped}
+    return (km.paired_by, pairs,
+            {"tied": [list(t) for t in km.tied], "unused": list(km.unused), "buffers": list(km.buffers)},
+            weights, {k: list(shape) for k, shape in km.reshaped})
 
 
 def _built_before(exc: BaseException, factory):
@@ -751,19 +913,20 @@ def _built_before(exc: BaseException, factory):
     return None
 
 
-def perturb(state: dict) -> None:
+def perturb(state: dict, skip: set[str] = frozenset()) -> None:
     """Give every floating tensor of a freshly built model distinct, deterministic values, in place.
 
     A new model's norms are all ones and zeros, so swapping two of them (a wrong key pairing) would
     not change its output; after this, equal outputs do say the pairing is right. In place, so
-    tensors U-Bench ties together stay tied; running variances stay positive."""
+    tensors U-Bench ties together stay tied; running variances stay positive. The keys in ``skip``
+    (constant buffers: index tables, masks, which a checkpoint holds as built) keep their values."""
     import torch
 
     g = torch.Generator().manual_seed(1)
     done = set()
     with torch.no_grad():
         for key, t in state.items():
-            if not t.is_floating_point() or not t.numel():
+            if not t.is_floating_point() or not t.numel() or key in skip:
                 continue
             ptr = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.stride()))
             if ptr in done:
@@ -806,6 +969,30 @@ class EvalDropout:
 
         for n, orig in self.saved.items():
             setattr(F, n, orig)
+        return False
+
+
+class KeepFloat64:
+    """``Tensor.float()`` leaves a float64 tensor as it is, for the float64 recheck: code that casts
+    to float32 on purpose (mamba_ssm's ``selective_scan_ref``, U-Bench's SS2D) then runs in float64
+    throughout, on both sides, as the check means; any other tensor is cast as usual."""
+
+    def __enter__(self):
+        import torch
+
+        self.orig = torch.Tensor.float
+        orig = self.orig
+
+        def keep(t, *args, **kwargs):
+            return t if t.dtype == torch.float64 else orig(t, *args, **kwargs)
+
+        torch.Tensor.float = keep
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.Tensor.float = self.orig
         return False
 
 
@@ -1030,6 +1217,9 @@ def main(argv=None) -> int:
     ap.add_argument("--torchvision-op-schemas", action="store_true")
     ap.add_argument("--model-site", action="append", default=[], metavar="NAME=DIR",
                     help="DIR first on sys.path for U-Bench's model NAME only (repeatable)")
+    ap.add_argument("--skip-asserts", action="store_true",
+                    help="run the children with python -O (asserts compute nothing; U-Bench's AC_MambaSeg asserts "
+                         "its scan output is float32, which stops the float64 recheck); noted in the results")
     ap.add_argument("--mamba-scan-ref", action="store_true",
                     help="set UBREF_MAMBA_SCAN_REF=1 for the children: a mamba_ssm stand-in that honours it "
                          "runs mamba_ssm's pure-torch selective_scan_ref in place of the CUDA kernel")
@@ -1046,6 +1236,8 @@ def main(argv=None) -> int:
         ap.error("give --commit (or --git-dir) so the fixtures name U-Bench's commit")
     if opts.float64 and opts.keymaps:
         ap.error("--float64 is a diagnosis: key maps are proven in float32 (drop --keymaps)")
+    if opts.keymaps:  # the children work in U-Bench's checkout
+        opts.keymaps = str(Path(opts.keymaps).resolve())
 
     from ubench.models import list_models, model_info
 
@@ -1062,7 +1254,8 @@ def main(argv=None) -> int:
     for name in [n for n in names if n not in done]:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
             rpath = Path(fh.name)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--result-file", str(rpath),
+        cmd = [sys.executable] + ["-O"] * opts.skip_asserts
+        cmd += [str(Path(__file__).resolve()), "--one", name, "--result-file", str(rpath),
                "--ubench-src", opts.ubench_src, "--commit", opts.commit, "--out-dir", opts.out_dir]
         cmd += [a for s in opts.site for a in ("--site", s)]
         cmd += ["--no-forward"] * opts.no_forward + ["--py310-dataclass-defaults"] * opts.py310_dataclass_defaults
@@ -1118,6 +1311,7 @@ def keymap_of(r: dict, commit: str):
 
     notes = ["U-Bench's side run with mamba_ssm's pure-PyTorch selective_scan_ref (no CUDA kernel)"
              * bool(r.get("mamba_scan_ref")),
+             "run under python -O (asserts off)" * bool(r.get("python_O")),
              f"U-Bench's eval forward ran {r['dropout_in_eval_disabled']} dropout call(s) in training mode "
              "(modules built inside forward), made the identity for the comparison: U-Bench's own eval "
              "output is random there, ubench's is not" if r.get("dropout_in_eval_disabled") else ""]
@@ -1146,9 +1340,19 @@ def keymap_of(r: dict, commit: str):
                                  "that is not one)" if not r.get("map_finite_ubench_side", True)
                                  else "the outputs differ")
                               + ": either no pairing by shape is right or the computation differs"]))})
+        reshaped = tuple((k, tuple(shape)) for k, shape in sorted((r.get("reshaped") or {}).items()))
+        plain = {k: v for k, v in r["key_map"].items() if "#" not in v}
+        pieces: dict[str, dict[int, str]] = {}
+        for k, v in r["key_map"].items():
+            if "#" in v:
+                new, i = v.rsplit("#", 1)
+                pieces.setdefault(new, {})[int(i)] = k
         return KeyMap(status=PROVEN, paired_by=r["map_how"], max_rel_diff=rel(r["map_max_rel"]),
-                      rules=derive_rules(r["key_map"]), tied=tuple(tuple(t) for t in dropped.get("tied", [])),
-                      unused=tuple(dropped.get("unused", [])), **common)
+                      rules=derive_rules(plain), tied=tuple(tuple(t) for t in dropped.get("tied", [])),
+                      unused=tuple(dropped.get("unused", [])), buffers=tuple(dropped.get("buffers", [])),
+                      fused=tuple((new, tuple(ps[i] for i in sorted(ps))) for new, ps in sorted(pieces.items())),
+                      reshaped=reshaped, **{**common, "notes": "; ".join(filter(None, [
+                          common["notes"], _stack_notes(pieces, reshaped, dropped.get("buffers", []))]))})
     if r.get("forward_error") and (r.get("same_shape_multiset") or r.get("map_dropped")):
         return KeyMap(status="not compared", **{**common, "notes": r["forward_error"]})
     why = (f"{r.get('n_theirs')} U-Bench tensors ({r.get('params_theirs', 0):,} values) vs ubench's "
@@ -1157,6 +1361,22 @@ def keymap_of(r: dict, commit: str):
     if r.get("forward_error"):
         why += f"; {r['forward_error']}"
     return KeyMap(status="not paired", **{**common, "notes": why})
+
+
+def _stack_notes(pieces: dict, reshaped: tuple, buffers: list) -> str:
+    """What a map does besides renaming, in words, for its ``notes``."""
+    out = []
+    if pieces:
+        n = sum(len(p) for p in pieces.values())
+        out.append(f"{len(pieces)} ubench tensors are {n} of U-Bench's stacked on dim 0 (e.g. "
+                   f"{', '.join(sorted(next(iter(pieces.values())).values())[:3])} -> {next(iter(pieces))})")
+    if reshaped:
+        out.append(f"{len(reshaped)} tensors viewed in ubench's shape (same values; e.g. {reshaped[0][0]} "
+                   f"{list(reshaped[0][1])})")
+    if buffers:
+        out.append(f"{len(buffers)} constant buffers of U-Bench's (index tables, masks; e.g. {buffers[0]}) are "
+                   "computed by ubench's module when it is built: not loaded")
+    return "; ".join(out)
 
 
 def write_keymaps(results: list[dict], folder: Path, commit: str) -> list[str]:

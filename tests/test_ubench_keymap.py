@@ -59,10 +59,20 @@ def test_a_proven_map_takes_ubench_keys_onto_the_model(name):
     assert set(mapped) == set(target), (sorted(set(mapped) - set(target))[:5], sorted(set(target) - set(mapped))[:5])
     for key, value in target.items():
         assert tuple(mapped[key].shape) == tuple(value.shape), key
-    # every U-Bench tensor lands once: the fill values (each tensor's own index) are all still there
-    tied = {d for d, _ in km.tied} | set(km.unused)
-    firsts = {float(v.reshape(-1)[0]) for k, v in state.items() if k not in tied and v.numel()}
-    assert {float(v.reshape(-1)[0]) for v in mapped.values() if v.numel()} == firsts
+    # every U-Bench tensor lands once: the fill values (each tensor's own index) are all still there,
+    # a fused tensor holding its pieces' values in the map's order
+    dropped = {d for d, _ in km.tied} | set(km.unused) | set(km.buffers)
+    firsts = {float(v.reshape(-1)[0]) for k, v in state.items() if k not in dropped and v.numel()}
+    fused = dict(km.fused)
+    landed = set()
+    for key, v in mapped.items():
+        if key in fused:
+            pieces = [float(state[k].reshape(-1)[0]) for k in fused[key]]
+            assert torch.unique_consecutive(v.reshape(len(pieces), -1)[:, 0]).tolist() == pieces, key
+            landed.update(pieces)
+        elif v.numel():
+            landed.add(float(v.reshape(-1)[0]))
+    assert landed == firsts
 
 
 @pytest.mark.parametrize("name", [n for n in MAPPED if n not in PROVEN_MAPS][:6] or ["-"])
@@ -102,6 +112,28 @@ def test_tied_tensors_are_dropped_only_while_still_tied():
     apart = dict(tied, **{"a.linear_1.weight": w.permute(1, 0, 2).clone() + 1})
     with pytest.raises(UbenchError, match="ties a.linear_1.weight to a.linear_0.weight"):
         apply_keymap(apart, km, "t")
+
+
+def test_fused_reshaped_and_buffer_keys_are_applied_exactly():
+    km = KeyMap(model="m", ubench_model="M", source="FengheTan9/U-Bench@x", status=PROVEN, paired_by="test",
+                max_rel_diff=0.0, rules=(("net.", ""),), buffers=("net.attn.relative_position_index",),
+                fused=(("attn.qkv.weight", ("net.attn.query.weight", "net.attn.key.weight", "net.attn.value.weight")),),
+                reshaped=(("mlp.fc1.weight", (8, 4)),))
+    q, k, v = (torch.full((4, 4), float(i)) for i in (1, 2, 3))
+    state = {"net.attn.query.weight": q, "net.attn.key.weight": k, "net.attn.value.weight": v,
+             "net.attn.relative_position_index": torch.zeros(49, 49, dtype=torch.long),
+             "net.mlp.fc1.weight": torch.arange(32.0).reshape(8, 4, 1, 1)}
+    out = apply_keymap(state, km, "t")
+    assert set(out) == {"attn.qkv.weight", "mlp.fc1.weight"}
+    assert torch.equal(out["attn.qkv.weight"], torch.cat([q, k, v]))  # query, key, value in the map's order
+    assert torch.equal(out["mlp.fc1.weight"], torch.arange(32.0).reshape(8, 4))
+    with pytest.raises(UbenchError, match="net.attn.value.weight is missing"):
+        apply_keymap({k_: t for k_, t in state.items() if k_ != "net.attn.value.weight"}, km, "t")
+    with pytest.raises(UbenchError, match="do not stack"):
+        apply_keymap(dict(state, **{"net.attn.key.weight": torch.ones(4, 5)}), km, "t")
+    with pytest.raises(UbenchError, match="cannot be viewed"):
+        apply_keymap(dict(state, **{"net.mlp.fc1.weight": torch.ones(8, 5, 1, 1)}), km, "t")
+    assert KeyMap(**{**km.__dict__}).as_json()["fused"] == [["attn.qkv.weight", list(km.fused[0][1])]]
 
 
 def test_fixtures_name_ubench_commit_and_carry_no_weights():

@@ -8,7 +8,17 @@ key renames that one tensor). It may also drop U-Bench keys that ubench has no t
 * ``tied``: keys U-Bench stores twice because two of its modules share one tensor (HiFormer,
   MALUNet); each is dropped only if the file still ties it to its twin (one storage) or holds equal
   values there, so no weight is silently discarded;
-* ``unused``: tensors of modules U-Bench builds but its forward never runs.
+* ``unused``: tensors of modules U-Bench builds but its forward never runs;
+* ``buffers``: constant buffers U-Bench stores (relative-position index tables, attention masks)
+  that ubench's module computes when it is built; they hold no trained value.
+
+and it may change how a tensor is stored, never its values:
+
+* ``fused``: several U-Bench tensors concatenated along their first dimension into one ubench
+  tensor, in the order listed (separate query, key and value projections as one ``qkv`` weight,
+  a list of per-group convolutions as one grouped convolution);
+* ``reshaped``: a tensor viewed in ubench's shape, same values in the same order (a 1x1
+  convolution's kernel ``[out, in, 1, 1]`` as a linear layer's ``[out, in]``).
 
 Maps are package data (``ubench/keymaps/MODEL.json``), written by
 ``scripts/ubench_reference_keys.py`` for each model it examined. Only a ``proven`` map is used: one
@@ -53,6 +63,9 @@ class KeyMap:
     rules: tuple[tuple[str, str], ...] = ()
     tied: tuple[tuple[str, str], ...] = ()  # (U-Bench key dropped, the key it is tied to)
     unused: tuple[str, ...] = ()
+    buffers: tuple[str, ...] = ()  # U-Bench's constant buffers ubench computes at build
+    fused: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (ubench key, U-Bench keys concatenated on dim 0)
+    reshaped: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (ubench key, its shape): same values viewed
     notes: str = ""
 
     @property
@@ -64,6 +77,9 @@ class KeyMap:
                 "status": self.status, "paired_by": self.paired_by, "max_rel_diff": self.max_rel_diff,
                 "notes": self.notes,
                 "tied": [list(t) for t in self.tied], "unused": list(self.unused),
+                "buffers": list(self.buffers),
+                "fused": [[k, list(srcs)] for k, srcs in self.fused],
+                "reshaped": [[k, list(shape)] for k, shape in self.reshaped],
                 "rules": [list(r) for r in self.rules]}
 
 
@@ -126,18 +142,23 @@ def rename_key(key: str, rules: tuple[tuple[str, str], ...]) -> str | None:
 def load_keymap(model: str) -> KeyMap | None:
     """The key map shipped for ``model``, or None when U-Bench's keys are to be used as they are."""
     res = resources.files("ubench").joinpath(KEYMAP_FOLDER, f"{model}.json")
-    if not res.is_file():
-        return None
-    doc = json.loads(res.read_text())
+    return load_keymap_file(res) if res.is_file() else None
+
+
+def load_keymap_file(path) -> KeyMap:
+    """The key map in one file (a ``MODEL.json`` of ``ubench/keymaps``, or one being written)."""
+    doc = json.loads(path.read_text())
     if doc.get("status") not in STATUSES:
-        raise UbenchError(f"ubench/{KEYMAP_FOLDER}/{model}.json has status {doc.get('status')!r}",
+        raise UbenchError(f"{path} has status {doc.get('status')!r}",
                           f"reinstall ubench; a key map's status is one of {sorted(STATUSES)}")
     rel = doc.get("max_rel_diff")
     return KeyMap(model=doc["model"], ubench_model=doc["ubench_model"], source=doc["source"], status=doc["status"],
                   paired_by=doc["paired_by"], max_rel_diff=None if rel is None else float(rel),
                   notes=doc.get("notes", ""),
                   rules=tuple(tuple(r) for r in doc["rules"]), tied=tuple(tuple(t) for t in doc["tied"]),
-                  unused=tuple(doc["unused"]))
+                  unused=tuple(doc["unused"]), buffers=tuple(doc.get("buffers", ())),
+                  fused=tuple((k, tuple(srcs)) for k, srcs in doc.get("fused", ())),
+                  reshaped=tuple((k, tuple(shape)) for k, shape in doc.get("reshaped", ())))
 
 
 def shipped_keymaps() -> list[str]:
@@ -153,10 +174,13 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def apply_keymap(state: dict[str, torch.Tensor], keymap: KeyMap, what: str) -> dict[str, torch.Tensor]:
-    """U-Bench's state_dict under ubench's names: tied and unused keys dropped, the rest renamed.
+    """U-Bench's state_dict under ubench's names: tied, unused and constant-buffer keys dropped,
+    fused groups concatenated, the rest renamed, reshaped tensors viewed in ubench's shape.
 
     Keys no rule renames keep their name (``fit_state_dict`` then reports them as unexpected).
-    A tied key whose twin holds other values, or two keys renamed onto one, is a UbenchError."""
+    A tied key whose twin holds other values, two keys renamed onto one, a fused group that is
+    incomplete or whose pieces do not stack, or a reshape that changes the number of values is a
+    UbenchError."""
     state = dict(state)
     for dropped, kept in keymap.tied:
         if dropped in state and kept in state:
@@ -165,14 +189,31 @@ def apply_keymap(state: dict[str, torch.Tensor], keymap: KeyMap, what: str) -> d
                                   "values in them", "this checkpoint was not written by U-Bench's model as "
                                   "released; ubench keeps one tensor for both and cannot load two")
             del state[dropped]
-    for key in keymap.unused:
+    for key in keymap.unused + keymap.buffers:
         state.pop(key, None)
+    not_from_this_model = "the file's keys are not the U-Bench model's the key map was proven on"
+    fused: dict[str, torch.Tensor] = {}
+    for new, sources in keymap.fused:
+        absent = [k for k in sources if k not in state]
+        if len(absent) == len(sources):
+            continue  # none there: fit_state_dict names the missing ubench key
+        pieces = [state.pop(k) for k in sources if k in state]
+        if absent or len({tuple(p.shape[1:]) for p in pieces}) != 1:
+            raise UbenchError(f"{what}: {new} is U-Bench's {', '.join(sources)} stacked, but "
+                              + (f"{', '.join(absent)} is missing" if absent else "their shapes do not stack"),
+                              not_from_this_model)
+        fused[new] = torch.cat(pieces, 0)
     out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        new = rename_key(key, keymap.rules)
+    for key, value in list(state.items()) + list(fused.items()):
+        new = key if key in fused else rename_key(key, keymap.rules)
         new = key if new is None else new
         if new in out:
-            raise UbenchError(f"{what}: two U-Bench keys map onto {new}",
-                              "the file's keys are not the U-Bench model's the key map was proven on")
+            raise UbenchError(f"{what}: two U-Bench keys map onto {new}", not_from_this_model)
         out[new] = value
+    for key, shape in keymap.reshaped:
+        if key in out:
+            if out[key].numel() != torch.Size(shape).numel():
+                raise UbenchError(f"{what}: {key} holds {tuple(out[key].shape)}, which cannot be viewed as "
+                                  f"{tuple(shape)}", not_from_this_model)
+            out[key] = out[key].reshape(shape)
     return out

@@ -188,7 +188,8 @@ def imported_document(ck: UBenchCheckpoint, model: str, dataset: str) -> dict:
                      "key_map": None if keymap is None else {
                          "paired_by": keymap.paired_by, "max_rel_diff": keymap.max_rel_diff,
                          "source": keymap.source, "tied_dropped": len(keymap.tied),
-                         "unused_dropped": list(keymap.unused)},
+                         "unused_dropped": list(keymap.unused), "buffers_dropped": len(keymap.buffers),
+                         "fused": len(keymap.fused), "reshaped": len(keymap.reshaped)},
                      "config": {k: _plain(v) for k, v in sorted(ck.config.items())}},
     }
 

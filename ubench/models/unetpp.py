@@ -14,9 +14,9 @@ X(0, 1..4) give four logit maps at H/2, summed with learnable weights (initialis
 bilinearly upsampled (align_corners=False) to H x W. It returns that one fused tensor: U-Bench
 trains it without deep supervision (its models/model_id.json sets no ``deeps_supervision`` for
 ResNet34UnetPlus), so ``deep_supervision=False``. U-Bench allocates five mixing weights and
-never uses the first; we keep the four used ones (one parameter fewer). Parameters at
-3 in / 1 class: 26,904,137 in U-Bench's module (encoder 21,284,672), counted layer by layer;
-ours 26,904,136. Needs H, W divisible by 32.
+never uses the first; we keep all five (``mix[0]`` unused) so that U-Bench's ``mix`` loads
+as it is. Parameters at 3 in / 1 class: 26,904,137, as in U-Bench's module (encoder
+21,284,672), counted layer by layer. Needs H, W divisible by 32.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class UNetPlusPlus(nn.Module):
                 nodes[f"x{i}_{j}"] = NestedNode(in_ch, width[(i, j)])
         self.nodes = nn.ModuleDict(nodes)
         self.heads = nn.ModuleList(nn.Conv2d(width[(0, j)], num_classes, 1) for j in range(1, DEPTH + 1))
-        self.mix = nn.Parameter(torch.ones(DEPTH))
+        self.mix = nn.Parameter(torch.ones(DEPTH + 1))  # mix[0] unused, as in U-Bench
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -70,7 +70,7 @@ class UNetPlusPlus(nn.Module):
                 below = F.interpolate(feats[(i + 1, j - 1)], scale_factor=2, mode="nearest")
                 row = [feats[(i, k)] for k in range(j)]
                 feats[(i, j)] = self.nodes[f"x{i}_{j}"](torch.cat(row + [below], dim=1))
-        logits = sum(w * head(feats[(0, j + 1)]) for j, (w, head) in enumerate(zip(self.mix, self.heads)))
+        logits = sum(w * head(feats[(0, j + 1)]) for j, (w, head) in enumerate(zip(self.mix[1:], self.heads)))
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
