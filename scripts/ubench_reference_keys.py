@@ -1353,13 +1353,14 @@ def keymap_of(r: dict, commit: str):
                       fused=tuple((new, tuple(ps[i] for i in sorted(ps))) for new, ps in sorted(pieces.items())),
                       reshaped=reshaped, **{**common, "notes": "; ".join(filter(None, [
                           common["notes"], _stack_notes(pieces, reshaped, dropped.get("buffers", []))]))})
-    if r.get("forward_error") and (r.get("same_shape_multiset") or r.get("map_dropped")):
-        return KeyMap(status="not compared", **{**common, "notes": r["forward_error"]})
+    if r.get("forward_error"):  # nothing can be proven without U-Bench's output, paired or not
+        paired = "" if r.get("same_shape_multiset") or r.get("map_dropped") else (
+            f"; its {r.get('n_theirs')} tensors do not pair with ubench's {r.get('n_ours')} by shape as they "
+            "are (which of them its forward never runs could not be seen)")
+        return KeyMap(status="not compared", **{**common, "notes": r["forward_error"] + paired})
     why = (f"{r.get('n_theirs')} U-Bench tensors ({r.get('params_theirs', 0):,} values) vs ubench's "
            f"{r.get('n_ours')} ({r.get('params_ours', 0):,}); their shapes do not pair even without tied "
            "tensors and those U-Bench's forward never runs")
-    if r.get("forward_error"):
-        why += f"; {r['forward_error']}"
     return KeyMap(status="not paired", **{**common, "notes": why})
 
 

@@ -75,3 +75,50 @@ def test_a_failure_inside_dvc_exp_run_says_how_to_restore_params(capsys, workdir
     err = capsys.readouterr().err
     assert "note: this stage ran inside `dvc exp run`" in err and "git checkout params.yaml" in err
     assert "--temp" in err
+
+
+def _stage_subcommands() -> set[str]:
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
+    subs = set()
+    for stage in doc["stages"].values():
+        body = stage.get("do", stage)
+        words = body["cmd"].split()
+        assert words[0] == "ubench", body["cmd"]
+        subs.add(words[1])
+    return subs
+
+
+def test_no_stage_runs_a_tool_so_tools_are_not_stage_sources():
+    # cli_tools.py is left out of every stage's sources: that is right only while no stage runs it
+    import argparse
+
+    from ubench.cli import SUBCOMMANDS
+    from ubench.cli_tools import TOOLS
+    from ubench.stage_sources import CORE, SOURCES
+
+    stage_cmds, tool_cmds = set(), set()
+    for adders, into in ((SUBCOMMANDS, stage_cmds), (TOOLS, tool_cmds)):
+        sub = argparse.ArgumentParser().add_subparsers()
+        for add in adders:
+            add(sub)
+        into.update(sub.choices)
+    used = _stage_subcommands()
+    assert used and used <= stage_cmds, used - stage_cmds
+    assert not used & tool_cmds
+    assert "ubench/cli.py" in CORE
+    assert all("cli_tools" not in f for f in CORE + tuple(f for fs in SOURCES.values() for f in fs))
+
+
+def test_models_show_says_whether_ubench_weights_import(capsys):
+    from ubench.ubench_keymap import load_keymap
+
+    assert main(["models", "show", "transunet"]) == 0
+    out = capsys.readouterr().out
+    km = load_keymap("transunet")
+    assert '"ubench_weights": {' in out and f'"verdict": "{km.status}"' in out
+    assert f'"imports": {"true" if km.proven else "false"}' in out
+    refused = next(n for n in ("u_rwkv", "zig_rir", "rwkv_unet") if not load_keymap(n).proven)
+    assert main(["models", "show", refused]) == 0
+    assert '"imports": false' in capsys.readouterr().out

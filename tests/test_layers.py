@@ -47,7 +47,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "stage_sources")),
     ("work", ("train", "evaluate", "advisor")),
     ("application", ("pipeline", "model_table", "verify", "publish", "dvc_files", "scratch", "grid")),
-    ("entry", ("cli", "__main__")),
+    ("entry", ("cli", "cli_tools", "__main__")),
 )
 
 

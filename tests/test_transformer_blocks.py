@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -187,7 +188,8 @@ def test_window_sampling_matches_roi_align(corner):
 
 
 def _torchvision_nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -> list[int]:
-    """torchvision.ops.nms on CPU, literally: stable descending sort, suppress IoU > thresh."""
+    """torchvision.ops.nms on CPU, literally: stable descending sort, suppress a float32 IoU that is
+    above the threshold as a double."""
     order = torch.sort(scores, descending=True, stable=True).indices.tolist()
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     suppressed, keep = set(), []
@@ -198,8 +200,9 @@ def _torchvision_nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -
         for j in order[pos + 1 :]:
             ix = max(0.0, float(min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])))
             iy = max(0.0, float(min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])))
-            inter = ix * iy
-            if inter / (float(area[i] + area[j]) - inter) > thresh:
+            inter = np.float32(ix * iy)  # the kernel's arithmetic is float32 (scalar_t) ...
+            ovr = inter / (np.float32(area[i]) + np.float32(area[j]) - inter)
+            if float(ovr) > thresh:  # ... and its threshold a double (nms_kernel.cpp: ovr > iou_threshold)
                 suppressed.add(j)
     return keep
 
@@ -214,6 +217,17 @@ def test_greedy_nms_matches_torchvision(tied):
     assert kept.tolist() == corners[expected].tolist()
     if tied:  # all scores equal: raster order, the first window at the origin
         assert kept[0].tolist() == [0, 0]
+
+
+def test_greedy_nms_at_an_iou_of_exactly_the_threshold_follows_the_device_kernel():
+    # boxes 10 apart on one axis: IoU 75/375, 0.2 in float32 but above 0.2 as a double
+    corners = torch.tensor([[0, 0], [0, 10], [0, 20]])
+    scores = torch.tensor([3.0, 2.0, 1.0])
+    boxes = torch.stack([corners[:, 1], corners[:, 0], corners[:, 1] + 15, corners[:, 0] + 15], 1).float()
+    cpu = greedy_nms(corners, scores, 0.2, keep=3, cpu_rule=True)  # torchvision's CPU kernel: suppressed
+    assert cpu.tolist() == corners[_torchvision_nms(boxes, scores, 0.2)].tolist() == [[0, 0], [0, 20]]
+    cuda = greedy_nms(corners, scores, 0.2, keep=3, cpu_rule=False)  # its CUDA kernel: float(0.2), kept
+    assert cuda.tolist() == [[0, 0], [0, 10], [0, 20]]
 
 
 def test_window_corners_follow_score_order():

@@ -24,6 +24,7 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch.save (since 1.6) writes a zip archive
 # What evaluate cannot do without; the other keys train writes (class_names, protocol, ...) have
 # defaults when absent.
 REQUIRED_KEYS = {"model": str, "state_dict": dict, "epoch": int}
+_LISTED = 8  # keys named per category in a fit error; the rest are counted
 
 
 def _stage(path: Path, model: str) -> str | None:
@@ -124,18 +125,37 @@ def load_checkpoint(path: str | Path, model_name: str):
         raise UbenchError(f"checkpoint {path} holds model {ckpt['model']!r}, not {model_name!r}",
                           f"pass the matching --model, or retrain it: {retrain}")
     model = create_model(model_name, num_classes=int(ckpt.get("num_classes", 1)), in_channels=3)
-    expected, got = model.state_dict(), ckpt["state_dict"]
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    reshaped = sorted(f"{k} ({tuple(got[k].shape)} here, {tuple(expected[k].shape)} in the model)"
-                      for k in set(expected) & set(got) if got[k].shape != expected[k].shape)
-    if missing or unexpected or reshaped:
-        problems = [f"{label} {_few(keys)}" for label, keys in
-                    (("missing", missing), ("unexpected", unexpected), ("wrong shape", reshaped)) if keys]
-        raise UbenchError(f"checkpoint {path} does not fit the {model_name} model: {'; '.join(problems)}",
-                          f"it was written by another version of the model's code: retrain it with {retrain}")
-    model.load_state_dict(got)
+    state = fit_state_dict(model, ckpt["state_dict"], f"checkpoint {path} on the {model_name} model",
+                           f"it was written by another version of the model's code: retrain it with {retrain}")
+    model.load_state_dict(state)
     return model, ckpt
+
+
+def _listed(keys: list[str]) -> str:
+    more = f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
+    return ", ".join(keys[:_LISTED]) + more
+
+
+def fit_state_dict(model: torch.nn.Module, source: dict[str, torch.Tensor], what: str,
+                   fix: str = "") -> dict[str, torch.Tensor]:
+    """``source`` as the model's state_dict (the model's key order), if it fits exactly.
+
+    Exactly: the same keys, each with the model's shape. Anything else is a UbenchError naming the
+    missing, unexpected and mis-shaped keys of ``what`` (e.g. the file and the model), so that a
+    checkpoint of another architecture or size is refused, never loaded in part."""
+    target = model.state_dict()
+    missing = [k for k in target if k not in source]
+    unexpected = [k for k in source if k not in target]
+    shapes = [f"{k} {tuple(source[k].shape)} != {tuple(target[k].shape)}" for k in target
+              if k in source and tuple(source[k].shape) != tuple(target[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{len(missing)} missing ({_listed(missing)})" if missing else "",
+                 f"{len(unexpected)} unexpected ({_listed(unexpected)})" if unexpected else "",
+                 f"{len(shapes)} mis-shaped ({_listed(shapes)})" if shapes else ""]
+        raise UbenchError(f"{what} does not fit: " + "; ".join(p for p in parts if p),
+                          fix or "check --model (and the checkpoint's num_classes / input channels); a checkpoint "
+                          "of another architecture cannot be loaded, and ubench never loads one in part")
+    return {k: source[k] for k in target}
 
 
 def checkpoint_bytes(doc: dict) -> bytes:

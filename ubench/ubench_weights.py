@@ -16,8 +16,7 @@ provenance (file, sha256, U-Bench model, epoch, config) under ``imported``.
 Models whose keys differ from U-Bench's are renamed through their proven key map first
 (``ubench_keymap``; tied and unused tensors dropped only as the map says); a model whose map says
 ubench's module does not compute U-Bench's output is refused with that reason.
-``fit_state_dict`` and ``checkpoint.load_checkpoint`` check keys alike; they become one check when
-checkpoint.py (a stage dependency, so every training reruns) is next changed.
+The all-or-nothing key check is ``checkpoint.fit_state_dict``, the one ``load_checkpoint`` uses.
 """
 
 from __future__ import annotations
@@ -29,14 +28,13 @@ from pathlib import Path
 
 import torch
 
-from ubench.checkpoint import ZIP_MAGIC
+from ubench.checkpoint import ZIP_MAGIC, fit_state_dict
 from ubench.errors import UbenchError
 from ubench.io import sha256_file
 from ubench.ubench_keymap import STATUSES, apply_keymap, load_keymap
 
 # the fields of U-Bench's argparse config that identify what a checkpoint is
 CONFIG_KEYS = ("model", "dataset_name", "img_size", "num_classes", "input_channel", "do_deeps")
-_LISTED = 8  # keys named per category in an error; the rest are counted
 
 
 @dataclass
@@ -82,33 +80,6 @@ def read_ubench_checkpoint(path: str | Path) -> UBenchCheckpoint:
     state = {k[len(prefix):]: v for k, v in state.items()}
     return UBenchCheckpoint(path, sha256_file(path), state, dict(config or {}),
                             int(epoch) if isinstance(epoch, int) else None, prefix)
-
-
-def _listed(keys: list[str]) -> str:
-    more = f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
-    return ", ".join(keys[:_LISTED]) + more
-
-
-def fit_state_dict(model: torch.nn.Module, source: dict[str, torch.Tensor], what: str,
-                   fix: str = "") -> dict[str, torch.Tensor]:
-    """``source`` as the model's state_dict (the model's key order), if it fits exactly.
-
-    Exactly: the same keys, each with the model's shape. Anything else is a UbenchError naming the
-    missing, unexpected and mis-shaped keys of ``what`` (e.g. the file and the model), so that a
-    checkpoint of another architecture or size is refused, never loaded in part."""
-    target = model.state_dict()
-    missing = [k for k in target if k not in source]
-    unexpected = [k for k in source if k not in target]
-    shapes = [f"{k} {tuple(source[k].shape)} != {tuple(target[k].shape)}" for k in target
-              if k in source and tuple(source[k].shape) != tuple(target[k].shape)]
-    if missing or unexpected or shapes:
-        parts = [f"{len(missing)} missing ({_listed(missing)})" if missing else "",
-                 f"{len(unexpected)} unexpected ({_listed(unexpected)})" if unexpected else "",
-                 f"{len(shapes)} mis-shaped ({_listed(shapes)})" if shapes else ""]
-        raise UbenchError(f"{what} does not fit: " + "; ".join(p for p in parts if p),
-                          fix or "check --model (and the checkpoint's num_classes / input channels); a checkpoint "
-                          "of another architecture cannot be loaded, and ubench never loads one in part")
-    return {k: source[k] for k in target}
 
 
 def ubench_model_names() -> dict[str, str]:

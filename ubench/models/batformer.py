@@ -153,11 +153,17 @@ def window_corners(h: int, w: int, win: int = WIN, stride: int = 2) -> torch.Ten
     return torch.stack([gy.flatten(), gx.flatten()], dim=1)
 
 
-def greedy_nms(corners: torch.Tensor, scores: torch.Tensor, thresh: float, keep: int, win: int = WIN):
+def greedy_nms(corners: torch.Tensor, scores: torch.Tensor, thresh: float, keep: int, win: int = WIN,
+               cpu_rule: bool = True):
     """Greedy NMS of equal-size boxes, highest score first, ties in index order (stable sort).
 
     Boxes span [c, c + win - 1] as in the reference, so their area is (win - 1)^2 the way
     torchvision measures it. Stops after ``keep`` boxes: the reference keeps only those.
+    An IoU of exactly ``thresh`` (boxes 10 apart on one axis: 75/375 = 0.2 in float32) is where
+    torchvision's kernels differ, and U-Bench runs ``nms`` on the model's device: its CPU kernel
+    compares the float32 IoU with the threshold as a double and suppresses such a box
+    (``cpu_rule``), its CUDA kernel compares with float(thresh) and keeps it. (The CPU rule is
+    checked against torchvision's CPU kernel; the CUDA rule was read from its source.)
     """
     order = torch.sort(scores, descending=True, stable=True).indices
     c = corners[order].float()
@@ -169,7 +175,7 @@ def greedy_nms(corners: torch.Tensor, scores: torch.Tensor, thresh: float, keep:
         kept.append(int(order[i]))
         overlap = (side - (c - c[i]).abs()).clamp(min=0).prod(dim=1)
         iou = overlap / (2 * side * side - overlap)
-        alive &= iou <= thresh
+        alive &= (iou.double() <= thresh) if cpu_rule else (iou <= thresh)
         alive[i] = False
     return corners[torch.tensor(kept, dtype=torch.long)]
 
@@ -215,7 +221,7 @@ class BoundaryWindowAttention(nn.Module):
         span = torch.arange(self.win, device=x.device)
         outs = []
         for i in range(b):
-            kept = greedy_nms(corners, scores[i], 0.2, keep, self.win).to(x.device)
+            kept = greedy_nms(corners, scores[i], 0.2, keep, self.win, cpu_rule=x.device.type == "cpu").to(x.device)
             ys = kept[:, 0, None] + span  # (m, win)
             xs = kept[:, 1, None] + span
             crops = grid[i][:, ys[:, :, None], xs[:, None, :]]  # (d, m, win, win)
