@@ -84,6 +84,9 @@ def test_compare_measured_tolerance_and_devices():
     verdict, rec, new = compare_measured(SPEED, {**SPEED, "fps": 7.0, "latency_ms_median": 140.0}, 0.5)
     assert verdict.kind == EQUIVALENT and verdict.detail.startswith("measured, within ±50%")
     assert "10 FPS, cpu x86_64" in rec and "7 FPS, cpu x86_64" in new
+    # the noise figures of two good runs (spread 3 % vs 6 %, 10 vs 25 windows) are shown, not compared
+    assert compare_measured({**SPEED, "spread": 0.03, "repeats": 10},
+                            {**SPEED, "spread": 0.06, "repeats": 25}, 0.5)[0].kind == EQUIVALENT
     verdict, *_ = compare_measured(SPEED, {**SPEED, "fps": 4.0, "latency_ms_median": 250.0}, 0.5)
     assert verdict.kind == DIFFERENT and "fps" in verdict.detail
     # another device: shown, not compared

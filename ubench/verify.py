@@ -64,8 +64,12 @@ DEFAULT_TOLERANCE = 0.5
 DEFAULT_METRIC_TOLERANCE = 0.01
 # numbers in the measured JSON files compared within the relative tolerance: a leaf whose key path
 # has one of these (``models.unet.uscore``, ``percentiles.fps.p10``); every other field exactly
-MEASURED_KEYS = {"fps", "latency_ms_median", "latency_ms_q1", "latency_ms_q3", "spread", "repeats", "stable",
+MEASURED_KEYS = {"fps", "latency_ms_median", "latency_ms_q1", "latency_ms_q3", "stable",
                  "norm_fps", "efficiency", "uscore"}
+# what a measurement says about its own noise (the interquartile spread over the median, how many
+# windows it took): shown in the file, never compared; two good runs' spreads (3 % and 5 %, say)
+# differ by far more than any tolerance on the values themselves
+NOISE_KEYS = {"spread", "repeats"}
 # measured files whose every number is a measurement (no key says so)
 MEASURED_SUMMARIES = {paths.USCORE_METRICS.as_posix()}
 # fields that describe where a measurement was taken: labels, never compared
@@ -351,8 +355,9 @@ def compare_measured(recorded: dict, recomputed: dict, tolerance: float,
     if "fps" in recomputed:
         new_label = f"{recomputed['fps']:.3g} FPS, {new_label}"
     a, b = _leaves(recorded), _leaves(recomputed)
-    measured = {k for k in set(a) | set(b) if all_measured or MEASURED_KEYS & set(k.split("."))}
-    labels = {k for k in set(a) | set(b) if DEVICE_KEYS & set(k.split("."))}
+    measured = {k for k in set(a) | set(b) if (all_measured or MEASURED_KEYS & set(k.split(".")))
+                and not NOISE_KEYS & set(k.split("."))}
+    labels = {k for k in set(a) | set(b) if (DEVICE_KEYS | NOISE_KEYS) & set(k.split("."))}
     exact_diff = sorted(k for k in (set(a) | set(b)) - measured - labels if a.get(k) != b.get(k))
     if exact_diff:
         return Verdict(DIFFERENT, f"computed fields differ ({', '.join(exact_diff[:4])})"), rec_label, new_label
