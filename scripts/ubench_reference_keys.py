@@ -570,7 +570,7 @@ def run_one(name: str, opts, result_path: Path) -> None:
         return expand(ours_order.keys())
 
     if fitted is not None:
-        compare(fitted, "")
+        compare(fitted, "", real=True)
         res["forward_s"] = round(time.time() - t0, 1)
         save()
         return
@@ -1369,8 +1369,9 @@ def _stack_notes(pieces: dict, reshaped: tuple, buffers: list) -> str:
     out = []
     if pieces:
         n = sum(len(p) for p in pieces.values())
+        first, parts = next(iter(pieces.items()))
         out.append(f"{len(pieces)} ubench tensors are {n} of U-Bench's stacked on dim 0 (e.g. "
-                   f"{', '.join(sorted(next(iter(pieces.values())).values())[:3])} -> {next(iter(pieces))})")
+                   f"{', '.join(parts[i] for i in sorted(parts)[:3])} -> {first}, in that order)")
     if reshaped:
         out.append(f"{len(reshaped)} tensors viewed in ubench's shape (same values; e.g. {reshaped[0][0]} "
                    f"{list(reshaped[0][1])})")

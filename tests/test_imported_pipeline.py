@@ -1,7 +1,8 @@
 """Imported U-Bench weights through `dvc repro` (issue 19): the README's commands on the tiny grid.
 `ubench weights import`, `dvc add models/imported`, `dvc exp run -S 'grid.imported=[...]'` runs
 evaluate_imported@0 (in-domain and zero-shot) and the aggregates, never a training; the leaderboard,
-its metrics and the HTML report show the import apart, labelled; `dvc status` is clean after."""
+its metrics, the U-Score and the HTML report show the import apart, labelled; `dvc status` is clean
+after."""
 
 from __future__ import annotations
 
@@ -52,6 +53,13 @@ def test_dvc_exp_run_evaluates_imported_weights_and_shows_them_apart(tiny_copy):
     assert label in (repo / "reports/leaderboard.md").read_text().split("## U-Bench weights")[1]
     assert label in json.loads((repo / "metrics/leaderboard/synth.json").read_text())
     assert label in (repo / "reports/index.html").read_text()
+    # the U-Score scores it apart: same percentiles, the architecture's efficiency measured here
+    uscore = json.loads((repo / "results/uscore.json").read_text())
+    scored = uscore["imported"]["datasets"]["synth"][label]
+    assert scored["uscore"] is not None and label not in uscore["uscore"] and label not in uscore["models"]
+    assert json.loads((repo / "metrics/uscore.json").read_text())[label] == uscore["imported"]["uscore"][label]
+    assert label in (repo / "reports/uscore.md").read_text().split("## U-Bench weights")[1]
+    assert "U-Bench weights: trained by U-Bench, evaluated here (not ranked)" in (repo / "reports/index.html").read_text()
     # data.dvc pins data/raw (empty here, never in a clone's cache): it is not a pipeline stage
     assert set(json.loads(run_in(repo, "dvc", "status", "--json").stdout)) <= {"data.dvc"}
     from ubench.publish import publish_targets

@@ -257,6 +257,35 @@ def test_report_per_dataset_and_overall():
     assert "### busi->bus" in md and "the grid's 2 model(s)" in md
 
 
+def test_imported_weights_are_scored_apart_and_never_move_the_grid():
+    board = _board({"busi": {"unet": 0.6557507, "small": 0.81}}, {"busi->bus": {"unet": 0.5, "small": 0.6}})
+    plain = us.uscore_report(board, EFF, "grid", 0.05)
+    assert "imported" not in plain  # a grid without imports keeps its report as it was
+    board["imported"] = {
+        "datasets": {"busi": {"models": {"unet (U-Bench weights)": {"model": "unet", "iou_mean": 0.70},
+                                         "transunet (U-Bench weights)": {"model": "transunet", "iou_mean": 0.75}}}},
+        "zeroshot": {"busi->bus": {"models": {"unet (U-Bench weights)": {"model": "unet", "iou_mean": 0.55}}}}}
+    r = us.uscore_report(board, EFF, "grid", 0.05)
+    for key in ("datasets", "uscore", "models", "percentiles"):
+        assert r[key] == plain[key], key  # same percentiles, same grid scores, no import ranked
+    busi = r["datasets"]["busi"]
+    imp = r["imported"]["datasets"]["busi"]["unet (U-Bench weights)"]
+    a = us.linear_term(0.70, busi["iou_q10"], busi["iou_q90"])  # the dataset's percentiles
+    assert imp["norm_iou"] == pytest.approx(a)
+    assert imp["uscore"] == pytest.approx(us.uscore_value(a, r["models"]["unet"]["efficiency"], 0.05))
+    other = r["imported"]["datasets"]["busi"]["transunet (U-Bench weights)"]  # not measured in this grid
+    assert other["uscore"] is None and "add it to grid.models" in other["why_none"]
+    assert r["imported"]["uscore"] == {"unet (U-Bench weights)": imp["uscore"]}
+    assert r["imported"]["zeroshot"]["busi->bus"]["unet (U-Bench weights)"]["uscore"] is not None
+    from ubench.analysis.leaderboard import IMPORTED_LABEL
+
+    assert us.IMPORTED_LABEL == IMPORTED_LABEL == r["imported"]["label"]
+    md = us.render_uscore_markdown(r)
+    assert "## U-Bench weights (trained by U-Bench" in md and "| busi | unet (U-Bench weights) | 0.7000 |" in md
+    assert "add it to grid.models" in md
+    json_dumps(r)
+
+
 def test_unchanged_when_a_model_joins_under_reference_ubench():
     board = _board({"busi": {"unet": 0.6557507, "small": 0.81}})
     before = us.uscore_report(board, EFF, "ubench", 0.05)

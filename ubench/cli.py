@@ -358,7 +358,9 @@ SUBCOMMANDS = (_add_code, _add_prepare, _add_train, _add_evaluate, _add_efficien
                _add_uscore, _add_candidate, _add_advisor)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(tools: bool = True) -> argparse.ArgumentParser:
+    """The `ubench` parser; without ``tools``, the stage subcommands only (what a stage needs: its
+    process then never loads cli_tools.py, which is no stage's source)."""
     ap = argparse.ArgumentParser(
         prog="ubench", description="Reproducible benchmark of U-Net variants for 2D medical image "
         "segmentation (after U-Bench, Tang et al. 2025).", epilog=EPILOG,
@@ -367,11 +369,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     ap.add_argument("--version", action="version", version=f"ubench {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from ubench.cli_tools import TOOLS
-
-    for add in SUBCOMMANDS + TOOLS:
+    for add in SUBCOMMANDS:
         add(sub)
+    if tools:
+        from ubench.cli_tools import TOOLS
+
+        for add in TOOLS:
+            add(sub)
     return ap
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """A stage subcommand is parsed without the tools; anything else (a tool, --help, a typo) with
+    the full parser, so that help and errors list every command."""
+    argv = sys.argv[1:] if argv is None else argv
+    stages = build_parser(tools=False)
+    names = next(a for a in stages._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return (stages if argv and argv[0] in names else build_parser()).parse_args(argv)
 
 
 def _check_names(args: argparse.Namespace) -> None:
@@ -405,7 +419,7 @@ def _report(what: str, fix: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
         _check_names(args)
         return args.func(args)

@@ -259,6 +259,7 @@ def run_uscore(cfg: Config) -> dict:
     # the summary a person compares: {model: U-Score} (the mean over the grid's datasets), the
     # same columns as metrics/leaderboard/ in `dvc metrics show`
     compact = dict(report["uscore"])
+    compact.update(report.get("imported", {}).get("uscore", {}))  # "MODEL (U-Bench weights)", where scored
     write_files_atomic({paths.USCORE_MD: render_uscore_markdown(report), paths.USCORE_METRICS: json_dumps(compact),
                         paths.USCORE_JSON: json_dumps(report)})
     return report

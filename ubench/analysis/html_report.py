@@ -161,6 +161,14 @@ def render_html(board: Mapping, uscore: Mapping, figures: Mapping[str, bytes]) -
     parts.append("<h2>U-Score</h2>")
     parts.append(f'<p class="meta">{html.escape(str(uscore.get("definition_text", "")))}</p>')
     parts.append(_uscore_table(uscore))
+    imported = uscore.get("imported")
+    if imported:  # U-Bench's weights, scored apart (never ranked with the grid)
+        rows = [(key, label, r) for key, labels in imported["datasets"].items() for label, r in labels.items()]
+        parts.append(f"<h3>{html.escape(imported['label'])}: trained by U-Bench, evaluated here (not ranked)</h3>")
+        parts.append("<table><tr><th>Dataset</th><th>Model</th><th>IoU</th><th>U-Score</th></tr>" + "".join(
+            f'<tr><td>{html.escape(key)}</td><td>{html.escape(label)}</td><td class="num">{_fmt(r["iou"])}</td>'
+            f'<td class="num">{_fmt(r["uscore"]) if r["uscore"] is not None else html.escape("– (" + r["why_none"] + ")")}'
+            "</td></tr>" for key, label, r in rows) + "</table>")
     parts.append(_img(figures["uscore"], "IoU against U-Score"))
     parts.append("<h2>Training curves</h2>")
     parts.append("<p>Validation IoU per epoch; the checkpoint kept is each model's best epoch.</p>")

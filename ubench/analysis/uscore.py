@@ -396,11 +396,12 @@ def uscore_report(board: Mapping, efficiency: Mapping[str, Mapping], reference: 
                 out[m] = float(np.mean(vals))
         return out
 
+    imported = _imported_scores(board, datasets, pairs, per_model, floor)
     if reference == "grid" and len(models) < MIN_MODELS_FOR_PERCENTILES:
         notes.append(f"params, GFLOPs and FPS percentiles over {len(models)} model(s); U-Bench's come "
                      "from 100: compare these U-Scores only within this grid")
     devices = {m: str(efficiency[m].get("device") or "unknown") for m in models}
-    return {
+    report = {
         "definition": DEFINITION,
         "definition_text": DEFINITION_TEXT,
         "floor": floor,
@@ -418,6 +419,52 @@ def uscore_report(board: Mapping, efficiency: Mapping[str, Mapping], reference: 
         "device": _fps_check(devices, reference, eff_ref),
         "notes": notes,
     }
+    if imported is not None:  # only with grid.imported: a grid without imports keeps its bytes
+        report["imported"] = imported
+    return report
+
+
+#: the leaderboard's name for imported weights (analysis.leaderboard.IMPORTED_LABEL; not imported
+#: from there, so that the uscore stage runs without the leaderboard's code)
+IMPORTED_LABEL = "U-Bench weights"
+
+
+def _imported_scores(board: Mapping, datasets: Mapping, pairs: Mapping, per_model: Mapping,
+                     floor: float) -> dict | None:
+    """U-Bench's released weights evaluated here (``board["imported"]``), scored like a trained
+    model: the IoU term against the same dataset's IoU percentiles (an import never moves them) and
+    the efficiency of the same architecture as measured here; no U-Score, with the reason, where
+    the grid does not measure that architecture. Labelled "MODEL (U-Bench weights)"; never ranked
+    with the grid's models, nor in its overall means. None when nothing was imported."""
+    imp = board.get("imported")
+    if not imp:
+        return None
+
+    def score(sets: Mapping, section: Mapping) -> dict:
+        out: dict[str, dict] = {}
+        for key in sorted(section):
+            ref = sets[key]
+            for label, row in sorted(section[key]["models"].items()):
+                model, iou = row["model"], float(row["iou_mean"])
+                _check_inputs(f"{label} on {key}", iou=iou)
+                a = linear_term(iou, ref["iou_q10"], ref["iou_q90"])
+                eff = per_model.get(model)
+                out.setdefault(key, {})[label] = {
+                    "model": model, "iou": iou, "norm_iou": a,
+                    "uscore": None if eff is None else uscore_value(a, eff["efficiency"], floor),
+                    "why_none": None if eff is not None else (
+                        f"{model} is not in grid.models, so its params, FLOPs and FPS are not measured "
+                        "here: add it to grid.models for a U-Score")}
+        return out
+
+    scored = score(datasets, imp.get("datasets", {}))
+    overall: dict[str, float] = {}
+    for label in sorted({lb for rows in scored.values() for lb in rows}):
+        vals = [rows[label]["uscore"] for rows in scored.values() if rows.get(label, {}).get("uscore") is not None]
+        if vals:
+            overall[label] = float(np.mean(vals))
+    return {"label": IMPORTED_LABEL, "uscore": overall, "datasets": scored,
+            "zeroshot": score(pairs, imp.get("zeroshot", {}))}
 
 
 # --- the Markdown report ---------------------------------------------------------------------
@@ -471,6 +518,20 @@ def render_uscore_markdown(report: Mapping) -> str:
             for rank, m in enumerate(sorted(d["uscore"], key=lambda m: (-d["uscore"][m], m)), start=1):
                 lines.append(f"| {rank} | {m} | {d['iou'][m]:.4f} | {d['norm_iou'][m]:.3f} | {_x100(d['uscore'][m])} |")
             lines.append("")
+    imp = report.get("imported")
+    if imp:
+        lines += [f"## {imp['label']} (trained by U-Bench, evaluated here; not ranked with the grid)", ""]
+        lines.append("The IoU term against each dataset's percentiles above; the efficiency of the same "
+                     "architecture as measured here.")
+        lines.append("")
+        lines.append("| dataset / pair | model | IoU | a | U-Score |")
+        lines.append("|---|---|---:|---:|---:|")
+        for section in (imp["datasets"], imp["zeroshot"]):
+            for key, rows in section.items():
+                for label, r in rows.items():
+                    score = _x100(r["uscore"]) if r["uscore"] is not None else f"- ({r['why_none']})"
+                    lines.append(f"| {key} | {label} | {r['iou']:.4f} | {r['norm_iou']:.3f} | {score} |")
+        lines.append("")
     lines += ["## Efficiency percentiles", ""]
     lines.append("U-Bench's published constants (shared by all datasets)." if ref["source"] == "ubench"
                  else f"Over the grid's {ref['n_models']} model(s) (shared by all datasets).")
