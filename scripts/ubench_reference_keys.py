@@ -39,10 +39,23 @@ the results is printed and written to ``--report`` (all results as JSON beside i
 keeps those and runs the rest). Run by hand; U-Bench's code is only imported from the scratch
 paths given, never copied:
 
-    mkdir -p /tmp/ubref/src && git --git-dir=U-Bench.git archive HEAD -- main.py models | tar -x -C /tmp/ubref/src
-    pip install --no-deps --target /tmp/ubref/site timm==0.9.2 ml_collections ...   # U-Bench's imports
+    mkdir -p /tmp/ubref/src && git --git-dir=U-Bench.git archive HEAD -- main.py models utils | tar -x -C /tmp/ubref/src
+    pip install --no-deps --target /tmp/ubref/site timm==0.9.2 ml_collections einops yacs thop wget \\
+        pytorch-wavelets PyWavelets fvcore iopath opencv-python-headless seaborn torchsummary \\
+        transformers==4.34.1 tokenizers==0.14.1 huggingface-hub==0.17.3 "setuptools<70" ...  # U-Bench's imports
+    pip install --no-deps --target /tmp/ubref/tv torchvision==0.29.1      # with --torchvision-op-schemas
+    pip install --no-deps --target /tmp/ubref/monai12 monai==1.2.0        # --model-site SwinUNETR=...
+    # /tmp/ubref/stubs/mamba_ssm: the Python files of state-spaces/mamba v2.2.2 (modules/mamba_simple.py,
+    # ops/selective_scan_interface.py without its CUDA import), selecting selective_scan_ref when
+    # UBREF_MAMBA_SCAN_REF=1 (--mamba-scan-ref)
     python scripts/ubench_reference_keys.py --ubench-src /tmp/ubref/src --commit <sha> \\
-        --site /tmp/ubref/site [--site /tmp/ubref/stubs ...] [--models unet pranet]
+        --site /tmp/ubref/site --site /tmp/ubref/tv --site /tmp/ubref/stubs --torchvision-op-schemas \\
+        --py310-dataclass-defaults --mamba-scan-ref --skip-asserts \\
+        --model-site SwinUNETR=/tmp/ubref/monai12 --keymaps ubench/keymaps [--models unet pranet]
+
+BATFormer needs torchvision's compiled nms/roi_align, which load only beside torch 2.14.1: run it
+from a venv with ``pip install torch==2.14.1 torchvision==0.29.1`` (this venv's site-packages
+appended through a .pth file), without ``/tmp/ubref/tv`` and ``--torchvision-op-schemas``.
 
 How U-Bench builds a model (``main.py`` -> ``models.build_model(args, input_channel=...,
 num_classes=...)``), and so how this script builds it: ``build_model`` looks the name up in
