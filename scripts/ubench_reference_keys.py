@@ -802,6 +802,13 @@ def _squeezed(shape: tuple) -> tuple:
     return shape
 
 
+def _stacks(shape: tuple, piece: tuple) -> int:
+    """How many tensors of ``piece`` shape stacked on dim 0 make one of ``shape`` (0: none, or one)."""
+    if len(piece) != len(shape) or piece[1:] != shape[1:] or not 0 < piece[0] < shape[0] or shape[0] % piece[0]:
+        return 0
+    return shape[0] // piece[0]
+
+
 def stack_plan(kept: dict, target: dict) -> dict | None:
     """How ubench's tensors whose shapes U-Bench lacks are U-Bench's pieces: {ubench key:
     ("split", n, piece shape)} where U-Bench holds n tensors of ``piece shape`` stacked on dim 0 in
@@ -825,12 +832,11 @@ def stack_plan(kept: dict, target: dict) -> dict | None:
             left_t[same[0]] -= n
             plan[shape] = ("reshape", same[0])
             continue
-        split = [t for t in sorted(left_t) if len(t) == len(shape) and t[1:] == shape[1:] and 0 < t[0] < shape[0]
-                 and shape[0] % t[0] == 0 and left_t[t] >= n * (shape[0] // t[0])]
+        split = [t for t in sorted(left_t) if _stacks(shape, t) and left_t[t] >= n * _stacks(shape, t)]
         if len(split) != 1:
             return None
-        left_t[split[0]] -= n * (shape[0] // split[0][0])
-        plan[shape] = ("split", shape[0] // split[0][0], split[0])
+        left_t[split[0]] -= n * _stacks(shape, split[0])
+        plan[shape] = ("split", _stacks(shape, split[0]), split[0])
     if +left_t:
         return None
     return {k: plan[tuple(t.shape)] for k, t in target.items() if tuple(t.shape) in plan}
@@ -851,8 +857,7 @@ def stack_plan_by_position(kept: dict, target: dict) -> dict | None:
         if i >= len(theirs):
             return None
         piece = theirs[i]
-        n = shape[0] // piece[0] if len(piece) == len(shape) and piece[1:] == shape[1:] and 0 < piece[0] < shape[0] \
-            and shape[0] % piece[0] == 0 else 0
+        n = _stacks(shape, piece)
         if n and theirs[i:i + n] == [piece] * n:
             plan[k] = ("split", n, piece)
             i += n

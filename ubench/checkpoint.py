@@ -131,11 +131,6 @@ def load_checkpoint(path: str | Path, model_name: str):
     return model, ckpt
 
 
-def _listed(keys: list[str]) -> str:
-    more = f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
-    return ", ".join(keys[:_LISTED]) + more
-
-
 def fit_state_dict(model: torch.nn.Module, source: dict[str, torch.Tensor], what: str,
                    fix: str = "") -> dict[str, torch.Tensor]:
     """``source`` as the model's state_dict (the model's key order), if it fits exactly.
@@ -149,9 +144,9 @@ def fit_state_dict(model: torch.nn.Module, source: dict[str, torch.Tensor], what
     shapes = [f"{k} {tuple(source[k].shape)} != {tuple(target[k].shape)}" for k in target
               if k in source and tuple(source[k].shape) != tuple(target[k].shape)]
     if missing or unexpected or shapes:
-        parts = [f"{len(missing)} missing ({_listed(missing)})" if missing else "",
-                 f"{len(unexpected)} unexpected ({_listed(unexpected)})" if unexpected else "",
-                 f"{len(shapes)} mis-shaped ({_listed(shapes)})" if shapes else ""]
+        parts = [f"{len(missing)} missing ({_few(missing, _LISTED)})" if missing else "",
+                 f"{len(unexpected)} unexpected ({_few(unexpected, _LISTED)})" if unexpected else "",
+                 f"{len(shapes)} mis-shaped ({_few(shapes, _LISTED)})" if shapes else ""]
         raise UbenchError(f"{what} does not fit: " + "; ".join(p for p in parts if p),
                           fix or "check --model (and the checkpoint's num_classes / input channels); a checkpoint "
                           "of another architecture cannot be loaded, and ubench never loads one in part")
