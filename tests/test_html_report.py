@@ -77,6 +77,16 @@ def test_page_is_self_contained_and_names_degenerate_models(tmp_path):
         assert Image.open(io.BytesIO(base64.b64decode(blob))).format == "PNG"
 
 
+def test_page_says_when_fps_is_not_comparable_with_ubench(tmp_path):
+    board, grid_report = grid_results()
+    assert "⚠ FPS:" not in render_html(board, grid_report, figures(tmp_path, board, grid_report))
+    eff = {m: dict(r, device="cpu: x") for m, r in grid_report["models"].items()}
+    report = uscore_report(board, eff, reference="ubench", floor=0.05)  # CPU FPS vs U-Bench's GPU percentiles
+    page = render_html(board, report, figures(tmp_path, board, report))
+    assert "⚠ FPS: FPS of malunet, unet, unext was measured on cpu: x, not on a GPU" in page
+    assert "NOT comparable with U-Bench" in page
+
+
 def test_page_needs_every_figure(tmp_path):
     board, report = grid_results()
     figs = figures(tmp_path, board, report)

@@ -160,6 +160,9 @@ def render_html(board: Mapping, uscore: Mapping, figures: Mapping[str, bytes]) -
             parts.append(_board_table(sec, base, board["zeroshot"][key]["models"].get(base)))
     parts.append("<h2>U-Score</h2>")
     parts.append(f'<p class="meta">{html.escape(str(uscore.get("definition_text", "")))}</p>')
+    fps_note = (uscore.get("device") or {}).get("note")
+    if fps_note:  # CPU FPS beside U-Bench's GPU percentiles: said beside the table, as in uscore.md
+        parts.append(f'<ul class="warn"><li>⚠ FPS: {html.escape(fps_note)}</li></ul>')
     parts.append(_uscore_table(uscore))
     imported = uscore.get("imported")
     if imported:  # U-Bench's weights, scored apart (never ranked with the grid)
