@@ -290,12 +290,12 @@ def _kill_worker_during_training(where: str, worker: str, stop: threading.Event,
 
 
 def _grid(repo: Path, *args: str, kill: tuple[str, str] | None = None, kill_driver_when=None,
-          timeout: float = 900):
-    """`ubench grid run ARGS` in ``repo``; ``kill``: (folder, worker) for
+          timeout: float = 900, cmd: list[str] | None = None, env: dict | None = None):
+    """`ubench grid run ARGS` (or ``cmd``) in ``repo``; ``kill``: (folder, worker) for
     ``_kill_worker_during_training``; ``kill_driver_when``: SIGKILL the driver once it is true."""
     stop, killed = threading.Event(), []
-    proc = subprocess.Popen(["ubench", "grid", "run", *args], cwd=repo, env=repo_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd or ["ubench", "grid", "run", *args], cwd=repo, env=env or repo_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchers = []
     if kill:
         watchers.append(threading.Thread(target=_kill_worker_during_training, args=(*kill, stop, killed)))
@@ -382,7 +382,9 @@ def test_a_failing_task_is_reported_the_rest_finishes_and_a_rerun_runs_only_it(t
     assert lock["train@attention_unet-synth"]["outs"] == tiny_repo.lock["stages"]["train@attention_unet-synth"]["outs"]
 
 
+@pytest.mark.slow  # the default run has the Ray executor in the two-node Slurm test below
 def test_ray_reproduces_the_sequential_hashes_after_a_killed_worker(tiny_repo, tmp_path):
+    """The Ray executor on a cluster it starts itself (no --address)."""
     pytest.importorskip("ray", reason="ray is an optional extra: pip install -e '.[ray]'")
     repo = clone_tiny(tmp_path / "repo")  # its default remote: tmp_path/ubench-dvc-store
     r, killed = _grid(repo, "--executor", "ray", "--jobs", "2", "--cpus-per-job", "1",
@@ -394,3 +396,92 @@ def test_ray_reproduces_the_sequential_hashes_after_a_killed_worker(tiny_repo, t
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert _computed(lock) == _computed(tiny_repo.lock)
     assert (tmp_path / "ubench-dvc-store" / "files" / "md5").is_dir()  # data went through the remote
+
+
+# --- Slurm: scripts/slurm_grid.sbatch on a two-node Ray cluster ----------------------------------
+
+SLURM_STANDINS = {
+    # `scontrol show hostnames LIST`: the allocation's nodes, one per line
+    "scontrol": '[ "$1 $2" = "show hostnames" ] || { echo "scontrol stand-in: $*" >&2; exit 2; }\n'
+                'printf "%s\\n" node1 node2\n',
+    # `srun --nodes=1 --ntasks=1 -w NODE CMD...`: CMD here (every "node" is this machine, 127.0.0.1)
+    "srun": 'while [ $# -gt 0 ]; do case "$1" in -w) shift 2;; -*) shift;; *) break;; esac; done\n'
+            '[ "$1" = hostname ] && { echo 127.0.0.1; exit 0; }\n'
+            'exec "$@"\n',
+}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_slurm_script_runs_the_grid_on_a_two_node_ray_cluster(tiny_repo, tmp_path):
+    """The shipped sbatch script, run as Slurm would run it on a two-node allocation (scontrol and
+    srun stood in for, both "nodes" on this machine): a Ray head and a worker node joined by
+    address, the grid's tasks placed on both, a Ray worker SIGKILLed during a training and the task
+    retried, every computed hash the sequential `dvc repro`'s, and no Ray process left behind."""
+    pytest.importorskip("ray", reason="ray is an optional extra: pip install -e '.[ray]'")
+    repo = clone_tiny(tmp_path / "repo")
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    for name, body in SLURM_STANDINS.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\nset -eu\n" + body)
+        (bin_dir / name).chmod(0o755)
+    port = _free_port()
+    env = repo_env(PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_SUBMIT_DIR=str(repo),
+                   SLURM_JOB_NODELIST="node[1-2]", SLURM_CPUS_PER_TASK="1", VENV=sys.prefix,
+                   PORT=str(port), GPUS_PER_JOB="0", CPUS_PER_JOB="1", NODES_TIMEOUT="120",
+                   RAY_USAGE_STATS_ENABLED="0")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "slurm_grid.sbatch"
+    r, killed = _grid(tmp_path, cmd=["bash", str(script)], env=env, kill=("ubench-grid-", "ray::"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert killed, "no Ray worker was caught during training"
+    assert "ray: 2 of 2 node(s) joined" in r.stdout
+    assert "dvc status: clean" in r.stdout
+    nodes = {line.rsplit("(node ", 1)[1].rstrip(")") for line in r.stderr.splitlines()
+             if line.lstrip().startswith("done ") and "(node " in line}
+    assert len(nodes) == 2, r.stderr[-3000:]  # the tasks ran on both nodes
+    assert _stages_out_of_date(repo) == []
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert _computed(lock) == _computed(tiny_repo.lock)
+    assert (tmp_path / "ubench-dvc-store" / "files" / "md5").is_dir()  # data went through the remote
+    time.sleep(2)
+    left = [cmd for _, _, cmd, _ in _procs() if any(f"127.0.0.1:{port}" in c or f"port={port}" in c for c in cmd)]
+    assert not left, left  # the script's exit ended the Ray processes it started
+
+
+def test_slurm_script_exits_with_the_grids_status(tmp_path):
+    """`set -e` must not swallow a failed grid run: the job's exit status is the driver's, and the
+    Ray processes are stopped all the same."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stubs = dict(SLURM_STANDINS)
+    stubs["ray"] = 'echo "ray $*" >> "$LOG"; [ "$1" = start ] && exec sleep 300; exit 0\n'
+    stubs["ubench"] = 'echo "ubench $*" >> "$LOG"; exit 3\n'
+    stubs["python"] = 'cat > /dev/null; echo "ray: 2 of 2 node(s) joined"\n'
+    for name, body in stubs.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\nset -eu\n" + body)
+        (bin_dir / name).chmod(0o755)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text("")  # the stand-ins stay first on PATH
+    log = tmp_path / "calls.log"
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_SUBMIT_DIR=str(tmp_path),
+               SLURM_JOB_NODELIST="node[1-2]", SLURM_CPUS_PER_TASK="4", VENV=str(venv), LOG=str(log),
+               GPUS_PER_JOB="1", CPUS_PER_JOB="2")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "slurm_grid.sbatch"
+    t = time.monotonic()
+    r = subprocess.run(["bash", str(script), "train"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert time.monotonic() - t < 30  # the `ray start --block` steps were ended, not waited for
+    calls = log.read_text().splitlines()
+    assert "ray start --head --node-ip-address=127.0.0.1 --port=6379 --include-dashboard=false --num-cpus=4 " \
+           "--num-gpus=0 --block" in calls
+    assert "ray start --address=127.0.0.1:6379 --num-cpus=4 --num-gpus=0 --block" in calls
+    assert ("ubench grid run --executor ray --address 127.0.0.1:6379 --gpus-per-job 1 "
+                         "--cpus-per-job 2 train") in calls

@@ -326,7 +326,8 @@ def _finish(root: Path, stages: dict[str, plan.Stage], task: plan.Task, outcome:
         ex.forget(task.id)
         progress.finished(len(task.stages), seconds)
         retried = f", attempt {outcome.attempts}" if outcome.attempts > 1 else ""
-        progress.event(f"done {task.id} ({len(task.stages)} stage(s), {seconds:.0f} s{retried})")
+        where = f", on {outcome.result['node']}" if outcome.result.get("node") else ""
+        progress.event(f"done {task.id} ({len(task.stages)} stage(s), {seconds:.0f} s{retried}{where})")
         return
     log = root / ".ubench" / "grid" / "logs" / f"{safe_name(task.id)}.log"
     if not log.exists() or not log.read_text(errors="replace").strip():

@@ -225,11 +225,17 @@ class LocalExecutor:
 def _ray_task(spec: dict, snapshot: bytes, transport: Transport) -> dict:
     """The body of a Ray task: run_task in a temporary workspace on whichever node Ray chose."""
     import io
+    import socket
+
+    import ray
 
     work = Path(tempfile.mkdtemp(prefix=f"ubench-grid-{safe_name(spec['id'])}-"))
     log = io.StringIO()
     try:
-        return run_task(spec, snapshot, work / "ws", transport, log=log)
+        result = run_task(spec, snapshot, work / "ws", transport, log=log)
+        # where it ran, for the driver's report: a host name, and Ray's node (two on one host differ)
+        result["node"] = f"{socket.gethostname()} (node {ray.get_runtime_context().get_node_id()[:8]})"
+        return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
