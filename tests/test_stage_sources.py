@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -46,11 +47,12 @@ def test_folders_stand_for_their_files_and_bad_requests_are_named():
 def test_dvc_yaml_stages_depend_on_digests_not_on_source_files():
     """Every stage but `code` names its ubench code through one digest, which `code` writes."""
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-    assert stages["code"]["deps"] == ["ubench"]
+    assert stages["code"]["deps"] == ["ubench", "${train.weights_dir}"]
     for name, body in stages.items():
         if name == "code":
             continue
         deps = body.get("do", body)["deps"]
+        assert "${train.weights_dir}" not in deps, f"{name}: backbone weights come through its digest"
         assert not [d for d in deps if d.startswith("ubench")], f"{name} lists ubench sources directly"
         digests = [d for d in deps if d.startswith("results/code/")]
         assert len(digests) == 1, f"{name}: one source digest expected, got {digests}"
@@ -95,3 +97,35 @@ def test_the_code_stage_writes_nothing_when_a_digest_fails(tmp_path, monkeypatch
     with pytest.raises(UbenchError):
         stage_sources.write_digests(["unet"], root)
     assert not Path(paths.CODE).exists()
+
+
+def test_training_digests_hold_the_backbone_weights_a_model_loads_when_pretrained(tmp_path, monkeypatch):
+    """train.pretrained true: the training digests (train, candidate) of a model with a backbone
+    list its weight files' hashes (None: not there yet), so that changing one file reruns exactly
+    the trainings that load it; false: no weights in any digest (the folder changes nothing)."""
+    from ubench.models.pretrained import required_files
+
+    monkeypatch.chdir(tmp_path)
+    models = ["aura_net", "cenet", "unet"]
+    (aura_file,), (cenet_file,) = required_files("aura_net"), required_files("cenet")
+    untouched = {p: p.read_bytes() for p in stage_sources.write_digests(models)}
+    assert not any(b'"weights"' in b for b in untouched.values())
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    first = {p: p.read_bytes() for p in stage_sources.write_digests(models, weights_dir=weights)}
+    with_weights = sorted(str(p) for p in first if b'"weights"' in first[p])
+    assert with_weights == sorted(str(paths.code_digest(k, m)) for k in stage_sources.TRAINS for m in ("aura_net", "cenet"))
+    assert json.loads(first[paths.code_digest("train", "aura_net")])["weights"] == {aura_file: None}
+
+    (weights / aura_file).write_bytes(b"resnet18 stand-in")
+    (weights / cenet_file).write_bytes(b"resnet34 stand-in")
+    second = {p: p.read_bytes() for p in stage_sources.write_digests(models, weights_dir=weights)}
+    doc = json.loads(second[paths.code_digest("candidate", "aura_net")])
+    assert doc["weights"] == {aura_file: hashlib.sha256(b"resnet18 stand-in").hexdigest()}
+    assert doc["files"] == json.loads(first[paths.code_digest("candidate", "aura_net")])["files"]
+
+    (weights / cenet_file).write_bytes(b"resnet34, fine-tuned")
+    third = {p: p.read_bytes() for p in stage_sources.write_digests(models, weights_dir=weights)}
+    changed = sorted(str(p) for p in third if third[p] != second[p])
+    assert changed == sorted(str(paths.code_digest(k, "cenet")) for k in stage_sources.TRAINS)

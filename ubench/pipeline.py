@@ -53,10 +53,13 @@ def _protocol(dataset_dir: Path) -> str:
 
 def run_code(cfg: Config) -> list[Path]:
     """The ``code`` stage: a digest of the sources each stage kind runs, for every model the grid,
-    the candidate and the imported weights use (ubench/stage_sources.py)."""
+    the candidate and the imported weights use, and, when train.pretrained is true, of the
+    backbone weights each model's training loads (ubench/stage_sources.py)."""
     from ubench.stage_sources import write_digests
 
-    return write_digests(sorted(set(cfg.grid.models) | {cfg.candidate.model} | {e.model for e in cfg.grid.imported}))
+    weights_dir = Path(cfg.train.weights_dir)
+    return write_digests(sorted(set(cfg.grid.models) | {cfg.candidate.model} | {e.model for e in cfg.grid.imported}),
+                         weights_dir=weights_dir if cfg.train.pretrained else None)
 
 
 def run_prepare(cfg: Config, dataset: str, out: Path | None = None, raw_root: Path = paths.RAW) -> Path:

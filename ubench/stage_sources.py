@@ -145,12 +145,42 @@ def digest(kind: str, model: str | None = None, root: Path = ROOT) -> dict:
             "files": {f: sha256_file(root / f) for f in sources(kind, model, root)}}
 
 
-def write_digests(models: list[str], root: Path = ROOT) -> list[Path]:
+# The kinds that train, and so load a model's backbone weights when train.pretrained is true.
+TRAINS = ("train", "candidate")
+
+
+def backbone_weights(models: list[str], weights_dir: Path) -> dict[str, dict[str, str | None]]:
+    """model -> {weight file: its SHA-256, or None when it is not in ``weights_dir``}, for the
+    models with a pretrained backbone (train.pretrained true). In a training digest, so that a
+    model's training reruns when its own weight files change, and no other's does (a dep on the
+    whole folder in every training stage reran all of them for any file, and cost `dvc status` a
+    folder hash per stage). A missing file is recorded as None: training then stops and names it.
+    Imports the models (torch): done only when train.pretrained is true."""
+    from ubench.models.pretrained import required_files
+
+    hashes: dict[str, str | None] = {}  # one file may serve many models: hashed once
+    out = {}
+    for model in sorted(set(models)):
+        files = required_files(model)
+        for f in files:
+            if f not in hashes:
+                hashes[f] = sha256_file(weights_dir / f) if (weights_dir / f).is_file() else None
+        if files:
+            out[model] = {f: hashes[f] for f in files}
+    return out
+
+
+def write_digests(models: list[str], root: Path = ROOT, weights_dir: Path | None = None) -> list[Path]:
     """Write every kind's digest (per model for PER_MODEL kinds; paths.code_digest, relative to the
-    working directory) as one atomic set; returns the paths."""
+    working directory) as one atomic set; returns the paths. ``weights_dir`` (train.pretrained
+    true): the training digests of models with a backbone also list its weight files' hashes."""
+    weights = backbone_weights(models, weights_dir) if weights_dir is not None else {}
     files: dict[Path, str] = {}
     for kind in SOURCES:
         for model in sorted(set(models)) if kind in PER_MODEL else [None]:
-            files[paths.code_digest(kind, model)] = json_dumps(digest(kind, model, root))
+            doc = digest(kind, model, root)
+            if kind in TRAINS and model in weights:
+                doc["weights"] = weights[model]
+            files[paths.code_digest(kind, model)] = json_dumps(doc)
     write_files_atomic(files)
     return sorted(files)
