@@ -234,6 +234,33 @@ def test_ray_executor_without_ray_says_how_to_install_it(monkeypatch):
     assert "[ray]" in err.value.fix
 
 
+def test_ray_without_an_address_starts_its_own_cluster_whatever_ray_start_left(monkeypatch):
+    """A `ray start` (the Slurm script's, a user's) records its cluster's address on the machine,
+    and leaves it there when it is killed; ray.init() would join that cluster (or fail on a dead
+    one, or refuse num_cpus). Without --address the executor starts a cluster of its own."""
+    pytest.importorskip("ray", reason="ray is an optional extra: pip install -e '.[ray]'")
+    import shutil
+    import tempfile
+
+    from ubench.grid.executors import RayExecutor
+    from ubench.grid.task import Transport
+
+    short = Path(tempfile.mkdtemp(prefix="rt"))  # Ray's sockets live under it: paths of <= 107 bytes
+    monkeypatch.setenv("RAY_TMPDIR", str(short))  # Ray's temporary folder, /tmp/ray by default
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (short / "ray").mkdir()
+    (short / "ray" / "ray_current_cluster").write_text("192.0.2.1:6379")  # a dead `ray start`'s
+    try:
+        ex = RayExecutor(Transport("remote"), None, 0, 0, 1, local_cpus=1)
+        try:
+            assert ex.started_ray and ex.ray.cluster_resources().get("CPU") == 1
+            assert ex.capacity == 2
+        finally:
+            ex.shutdown()
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
 def test_ray_needs_a_remote(tmp_path):
     from ubench.grid.driver import _transport
 
@@ -398,7 +425,36 @@ def test_ray_reproduces_the_sequential_hashes_after_a_killed_worker(tiny_repo, t
     assert (tmp_path / "ubench-dvc-store" / "files" / "md5").is_dir()  # data went through the remote
 
 
+@pytest.mark.slow  # three runs of a grid twice the tiny one's size (about 5 minutes on 2 cores)
+def test_two_models_by_two_datasets_local_and_ray_reproduce_the_sequential_hashes(tmp_path):
+    """Issue 18's test grid to the letter: 2 models x 2 in-domain datasets and a transfer pair, run
+    by `dvc repro`, by `--executor local --jobs 2` and by `--executor ray` in three separate clones
+    (no shared cache or remote): the same stages, every computed hash equal, `dvc status` clean."""
+    pytest.importorskip("ray", reason="ray is an optional extra: pip install -e '.[ray]'")
+    repos = {}
+    for name in ("sequential", "local", "ray"):
+        repo = clone_tiny(tmp_path / name / "repo")
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["grid"].update(datasets=["synth", "synth_small"], synthetic=["synth", "synth_shift", "synth_small"])
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run_in(repo, "git", "commit", "-q", "-am", "2 x 2 grid")
+        repos[name] = repo
+    run_in(repos["sequential"], "dvc", "repro", timeout=1800)
+    reference = yaml.safe_load((repos["sequential"] / "dvc.lock").read_text())
+    trained = sorted(s for s in reference["stages"] if s.startswith("train@"))
+    assert trained == ["train@attention_unet-synth", "train@attention_unet-synth_small",
+                       "train@unet-synth", "train@unet-synth_small"]
+    runs = {"local": ("--jobs", "2"), "ray": ("--executor", "ray", "--jobs", "2", "--cpus-per-job", "1")}
+    for name, args in runs.items():
+        r, _ = _grid(repos[name], *args, timeout=1800)
+        assert r.returncode == 0, f"{name}: " + r.stdout[-3000:] + r.stderr[-3000:]
+        assert "dvc status: clean" in r.stdout and _stages_out_of_date(repos[name]) == []
+        lock = yaml.safe_load((repos[name] / "dvc.lock").read_text())
+        assert set(lock["stages"]) == set(reference["stages"]), name
+        assert _computed(lock) == _computed(reference), name
+
 # --- Slurm: scripts/slurm_grid.sbatch on a two-node Ray cluster ----------------------------------
+
 
 SLURM_STANDINS = {
     # `scontrol show hostnames LIST`: the allocation's nodes, one per line

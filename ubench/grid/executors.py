@@ -253,7 +253,10 @@ class RayExecutor:
         self.ray = ray
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
-            kwargs = {"address": address} if address else {"num_cpus": local_cpus or os.cpu_count()}
+            # no address: a new cluster for this run, never one `ray start` left recorded on this
+            # machine (ray.init() alone joins that, and refuses num_cpus, or finds it dead)
+            kwargs = {"address": address} if address else {"address": "local",
+                                                           "num_cpus": local_cpus or os.cpu_count()}
             ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kwargs)
         self.transport, self.retries = transport, retries
         self.fn = ray.remote(_ray_task).options(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
