@@ -127,6 +127,15 @@ def repo_env(**extra: str) -> dict:
     return env
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_in(repo: Path, *cmd: str, check: bool = True, env: dict | None = None,
            timeout: float | None = 900):
     """Run ``cmd`` in ``repo``; on ``check``, fail the test with the command's output tail."""

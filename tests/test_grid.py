@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import clone_tiny, repo_env, run_in
+from tests.conftest import clone_tiny, free_port, repo_env, run_in
 from ubench.errors import UbenchError
 from ubench.grid import plan
 from ubench.grid.driver import merge_lock
@@ -467,12 +467,13 @@ SLURM_STANDINS = {
 }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _standins(bin_dir: Path, scripts: dict[str, str]) -> Path:
+    """``bin_dir`` holding one executable bash script per name (to put first on PATH)."""
+    bin_dir.mkdir()
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\nset -eu\n" + body)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
 
 
 def test_slurm_script_runs_the_grid_on_a_two_node_ray_cluster(tiny_repo, tmp_path):
@@ -482,12 +483,8 @@ def test_slurm_script_runs_the_grid_on_a_two_node_ray_cluster(tiny_repo, tmp_pat
     retried, every computed hash the sequential `dvc repro`'s, and no Ray process left behind."""
     pytest.importorskip("ray", reason="ray is an optional extra: pip install -e '.[ray]'")
     repo = clone_tiny(tmp_path / "repo")
-    bin_dir = tmp_path / "slurm-bin"
-    bin_dir.mkdir()
-    for name, body in SLURM_STANDINS.items():
-        (bin_dir / name).write_text("#!/usr/bin/env bash\nset -eu\n" + body)
-        (bin_dir / name).chmod(0o755)
-    port = _free_port()
+    bin_dir = _standins(tmp_path / "slurm-bin", SLURM_STANDINS)
+    port = free_port()
     env = repo_env(PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_SUBMIT_DIR=str(repo),
                    SLURM_JOB_NODELIST="node[1-2]", SLURM_CPUS_PER_TASK="1", VENV=sys.prefix,
                    PORT=str(port), GPUS_PER_JOB="0", CPUS_PER_JOB="1", NODES_TIMEOUT="120",
@@ -513,15 +510,11 @@ def test_slurm_script_runs_the_grid_on_a_two_node_ray_cluster(tiny_repo, tmp_pat
 def test_slurm_script_exits_with_the_grids_status(tmp_path):
     """`set -e` must not swallow a failed grid run: the job's exit status is the driver's, and the
     Ray processes are stopped all the same."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stubs = dict(SLURM_STANDINS)
-    stubs["ray"] = 'echo "ray $*" >> "$LOG"; [ "$1" = start ] && exec sleep 300; exit 0\n'
-    stubs["ubench"] = 'echo "ubench $*" >> "$LOG"; exit 3\n'
-    stubs["python"] = 'cat > /dev/null; echo "ray: 2 of 2 node(s) joined"\n'
-    for name, body in stubs.items():
-        (bin_dir / name).write_text("#!/usr/bin/env bash\nset -eu\n" + body)
-        (bin_dir / name).chmod(0o755)
+    bin_dir = _standins(tmp_path / "bin", {
+        **SLURM_STANDINS,
+        "ray": 'echo "ray $*" >> "$LOG"; [ "$1" = start ] && exec sleep 300; exit 0\n',
+        "ubench": 'echo "ubench $*" >> "$LOG"; exit 3\n',
+        "python": 'cat > /dev/null; echo "ray: 2 of 2 node(s) joined"\n'})
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "activate").write_text("")  # the stand-ins stay first on PATH

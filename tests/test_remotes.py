@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import repo_env, run_in
+from tests.conftest import free_port, repo_env, run_in
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +40,6 @@ def _md5(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -108,7 +102,7 @@ def published_store(tiny_repo) -> Path:
 @pytest.fixture
 def http_store(published_store):
     """The published store served read-only over HTTP on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
                              "--directory", str(published_store)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -133,7 +127,7 @@ def s3_endpoint(monkeypatch):
         pytest.skip("moto[server] is not installed")
     for k, v in S3_ENV.items():
         monkeypatch.setenv(k, v)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
